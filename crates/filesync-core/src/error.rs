@@ -1,0 +1,177 @@
+//! The crate's one error type.
+
+use crate::types::{ContentHash, ParseError};
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `filesync-core`. Whether retrying can help is decided where
+/// the error is made: see [`Error::is_retryable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value failed validation (a hash, id, key, path, timestamp or sequence number).
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+
+    /// Input that is well-formed piece by piece but not acceptable as a whole.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// What was rejected.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// Something that should exist does not.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `file livestore-filesync-files/s/abc`.
+        what: String,
+    },
+
+    /// Bytes did not hash to the expected content hash; nothing was stored (WEAK-5).
+    #[error("hash mismatch: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// The hash the bytes should have had.
+        expected: ContentHash,
+        /// The hash they had.
+        actual: ContentHash,
+    },
+
+    /// An I/O operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// The operation, e.g. `"write"`.
+        op: &'static str,
+        /// The path it was working on.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A byte stream handed to a write failed part-way; nothing became visible.
+    #[error("input stream failed")]
+    Stream {
+        /// Why the stream failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A [`Store`](crate::store::Store) operation failed.
+    #[error("store {op} failed")]
+    Store {
+        /// What the store was doing.
+        op: &'static str,
+        /// Whether trying again may succeed (e.g. a busy database).
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The store file is held by another process or connection.
+    #[error("store {path} is in use by another process")]
+    StoreLocked {
+        /// The store file.
+        path: String,
+    },
+
+    /// The file is not a filesync store: corrupt, or another program's database. It was not modified.
+    #[error("{path} is not a filesync store: {reason}")]
+    NotAStore {
+        /// The file.
+        path: String,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// A commit was refused because it would break an invariant of the event log.
+    #[error("event log conflict: {reason}")]
+    Conflict {
+        /// What conflicted.
+        reason: String,
+    },
+
+    /// The operation is not available on this implementation or target.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What is not supported.
+        what: &'static str,
+    },
+
+    /// The operation did not finish in time.
+    #[error("{what} timed out")]
+    Timeout {
+        /// What timed out.
+        what: &'static str,
+    },
+
+    /// The component was shut down.
+    #[error("shut down")]
+    Shutdown,
+}
+
+impl Error {
+    /// Whether trying the same operation again may succeed: I/O failures (other than
+    /// not-found and permission problems), failed input streams, busy stores and timeouts.
+    /// A hash mismatch is retryable because it comes from a transfer that may go right next
+    /// time. Bad input, missing things and foreign files are permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::Unsupported
+            ),
+            Error::Stream { .. } | Error::Timeout { .. } | Error::StoreLocked { .. } => true,
+            Error::Store { retryable, .. } => *retryable,
+            // A download whose bytes did not match may succeed from a healthy source next time.
+            Error::HashMismatch { .. } => true,
+            Error::Invalid(_)
+            | Error::InvalidInput { .. }
+            | Error::NotFound { .. }
+            | Error::NotAStore { .. }
+            | Error::Conflict { .. }
+            | Error::Unsupported { .. }
+            | Error::Shutdown => false,
+        }
+    }
+
+    /// Whether this is [`Error::NotFound`] (or an I/O not-found).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound { .. } => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
+        Error::NotFound {
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The runtime seam: the only module that names tokio's runtime, `wasm-bindgen-futures` or the clock.
+//!
+//! Natively everything runs on tokio. On `wasm32` tasks run on the browser's microtask queue through
+//! `wasm-bindgen-futures` and timers use `setTimeout` (through `gloo-timers`), because tokio's timers
+//! and `std::time::Instant::now` panic there. Signing and expiry code takes `now` as an argument.
+#![allow(clippy::disallowed_methods)] // this is the one module allowed to call them
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable};
+use futures::stream::Stream;
+
+pub use web_time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// `Send` on native targets, nothing on `wasm32` (where JS values are not `Send`).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// `Send` on native targets, nothing on `wasm32` (where JS values are not `Send`).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` on native targets, nothing on `wasm32`.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+/// `Sync` on native targets, nothing on `wasm32`.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// A boxed future that is `Send` natively and local on `wasm32`.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxFuture<'a, T> = futures::future::BoxFuture<'a, T>;
+/// A boxed future that is `Send` natively and local on `wasm32`.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<'a, T> = futures::future::LocalBoxFuture<'a, T>;
+
+/// A boxed stream that is `Send` natively and local on `wasm32`.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxStream<'a, T> = futures::stream::BoxStream<'a, T>;
+/// A boxed stream that is `Send` natively and local on `wasm32`.
+#[cfg(target_arch = "wasm32")]
+pub type BoxStream<'a, T> = futures::stream::LocalBoxStream<'a, T>;
+
+/// Box a future into [`BoxFuture`].
+pub fn boxed<'a, F, T>(fut: F) -> BoxFuture<'a, T>
+where
+    F: Future<Output = T> + MaybeSend + 'a,
+{
+    Box::pin(fut)
+}
+
+/// Box a stream into [`BoxStream`].
+pub fn boxed_stream<'a, S, T>(stream: S) -> BoxStream<'a, T>
+where
+    S: Stream<Item = T> + MaybeSend + 'a,
+{
+    Box::pin(stream)
+}
+
+/// The current wall-clock time (works on `wasm32`, where `std::time::SystemTime::now` panics).
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// A handle to a task started with [`spawn`]. Dropping it detaches the task.
+#[derive(Debug)]
+pub struct Task {
+    abort: AbortHandle,
+    finished: Arc<AtomicBool>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Task {
+    /// Stop the task at its next await point. Idempotent.
+    pub fn abort(&self) {
+        self.abort.abort();
+    }
+
+    /// Whether the task has finished, whichever way it ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Abort the task and wait until it has stopped running.
+    pub async fn shutdown(self) {
+        self.abort.abort();
+        let _ = self.done.await;
+    }
+
+    /// Wait for the task to finish on its own.
+    pub async fn join(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Spawn a future on the current runtime: tokio natively, the browser's event loop on `wasm32`.
+pub fn spawn<F>(fut: F) -> Task
+where
+    F: Future<Output = ()> + MaybeSend + 'static,
+{
+    let (abort, registration) = AbortHandle::new_pair();
+    let (tx, done) = tokio::sync::oneshot::channel::<()>();
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&finished);
+    let fut = async move {
+        let _ = Abortable::new(fut, registration).await;
+        flag.store(true, Ordering::Release);
+        drop(tx);
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        tokio::spawn(fut);
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        wasm_bindgen_futures::spawn_local(fut);
+    }
+    Task {
+        abort,
+        finished,
+        done,
+    }
+}
+
+/// Wait for `duration`.
+pub async fn sleep(duration: Duration) {
+    #[cfg(not(target_arch = "wasm32"))]
+    tokio::time::sleep(duration).await;
+    #[cfg(target_arch = "wasm32")]
+    gloo_timers::future::sleep(duration).await;
+}
+
+/// The error of [`timeout`]: the future did not finish in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {0:?}")]
+pub struct Elapsed(pub Duration);
+
+/// Run `fut`, giving up after `duration`.
+pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        tokio::time::timeout(duration, fut)
+            .await
+            .map_err(|_| Elapsed(duration))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use futures::future::{Either, select};
+        let fut = std::pin::pin!(fut);
+        let timer = std::pin::pin!(sleep(duration));
+        match select(fut, timer).await {
+            Either::Left((out, _)) => Ok(out),
+            Either::Right(((), _)) => Err(Elapsed(duration)),
+        }
+    }
+}
+
+/// A stream that yields every `period`, first after one `period`. Missed ticks are skipped, not
+/// bunched up, and the schedule does not drift.
+pub fn interval(period: Duration) -> Interval {
+    Interval {
+        period,
+        next: Instant::now() + period,
+        sleep: None,
+    }
+}
+
+/// The stream returned by [`interval`].
+pub struct Interval {
+    period: Duration,
+    next: Instant,
+    sleep: Option<BoxFuture<'static, ()>>,
+}
+
+impl std::fmt::Debug for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interval").field("period", &self.period).finish()
+    }
+}
+
+impl Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        let this = &mut *self;
+        if this.sleep.is_none() {
+            let wait = this.next.saturating_duration_since(Instant::now());
+            this.sleep = Some(boxed(sleep(wait)));
+        }
+        if let Some(timer) = this.sleep.as_mut() {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.sleep = None;
+        let now = Instant::now();
+        let fired = this.next;
+        this.next += this.period;
+        if this.next <= now {
+            // Skip missed ticks instead of firing them in a burst.
+            let behind = now.duration_since(this.next).as_nanos() / this.period.as_nanos().max(1);
+            let skip = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+            this.next += this.period.saturating_mul(skip);
+        }
+        Poll::Ready(Some(fired))
+    }
+}
+
+/// Run blocking work (SQLite, `std::fs`) off the async threads. Native only.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn spawn_blocking<F, T>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Fill `buf` with cryptographically secure random bytes.
+pub fn fill_random(buf: &mut [u8]) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        // `Uuid::new_v4` draws from the OS generator (getrandom); 16 bytes per draw.
+        for chunk in buf.chunks_mut(16) {
+            let bytes = uuid::Uuid::new_v4().into_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        wasm_random(buf);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn wasm_random(buf: &mut [u8]) {
+    use wasm_bindgen::JsCast;
+    // `crypto.getRandomValues` exists on window and worker globals alike.
+    let global = js_sys::global();
+    let crypto = js_sys::Reflect::get(&global, &"crypto".into()).ok();
+    let get = crypto.as_ref().and_then(|c| {
+        js_sys::Reflect::get(c, &"getRandomValues".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    });
+    for chunk in buf.chunks_mut(65536) {
+        let array = js_sys::Uint8Array::new_with_length(chunk.len() as u32);
+        let filled = match (&crypto, &get) {
+            (Some(c), Some(f)) => f.call1(c, &array).is_ok(),
+            _ => false,
+        };
+        if filled {
+            array.copy_to(chunk);
+        } else {
+            for b in chunk.iter_mut() {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Conformance suites (feature `testing`): one `pub async fn` per contract rule, run against
+//! every implementation through [`fs_conformance!`](crate::fs_conformance) and
+//! [`store_conformance!`](crate::store_conformance).
+
+pub mod fs;
+pub mod store;
