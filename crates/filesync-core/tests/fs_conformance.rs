@@ -1,0 +1,11 @@
+//! The `FileSystem` conformance suite on every native implementation.
+
+mod memory {
+    use filesync_core::fs::MemoryFs;
+    filesync_core::fs_conformance!(#[tokio::test] MemoryFs::new());
+}
+
+mod native {
+    use filesync_core::fs::NativeFs;
+    filesync_core::fs_conformance!(#[tokio::test] NativeFs::scratch().unwrap());
+}
