@@ -28,7 +28,7 @@ use crate::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 mod sqlite;
 #[cfg(not(target_arch = "wasm32"))]
-pub use sqlite::SqliteStore;
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 
 /// A synced event in the log with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]

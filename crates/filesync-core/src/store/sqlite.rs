@@ -19,8 +19,8 @@ use crate::{Error, Result};
 const APPLICATION_ID: i64 = 0x4653_594E;
 /// `PRAGMA user_version`: the schema version.
 const SCHEMA_VERSION: i64 = 1;
-/// How long a commit waits for another connection's transaction before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a commit waits by default for another connection's transaction before failing.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE eventlog (
@@ -59,7 +59,8 @@ CREATE TABLE fileSyncCursor (
 /// Opening checks the file before changing anything: a file that is not SQLite, is corrupt, or
 /// is another program's database is refused with [`Error::NotAStore`] and left untouched. Two
 /// connections (two processes, or two `SqliteStore`s) may share a file: SQLite's locks serialise
-/// their commits (a writer waits up to 10 s for the other, then gets [`Error::StoreLocked`]);
+/// their commits (a writer waits up to 10 s, or what [`SqliteStore::open_with`] says, then gets
+/// [`Error::StoreLocked`]);
 /// [`Store::watch`] only sees this connection's commits.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -279,7 +280,7 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_blocking(path: &Path) -> Result<(Connection, EventSeq)> {
+fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
     check_header(path)?;
     let err = |op| move |e| sql_err(op, path, e);
     let conn = Connection::open_with_flags(
@@ -287,7 +288,7 @@ fn open_blocking(path: &Path) -> Result<(Connection, EventSeq)> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err("open"))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(err("open"))?;
+    conn.busy_timeout(busy_timeout).map_err(err("open"))?;
 
     // Read-only checks first: a foreign or corrupt database must not be modified.
     let app_id: i64 = conn
@@ -338,9 +339,15 @@ fn open_blocking(path: &Path) -> Result<(Connection, EventSeq)> {
 impl SqliteStore {
     /// Open (or create) the store at `path`. Parent directories must exist.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, DEFAULT_BUSY_TIMEOUT).await
+    }
+
+    /// Like [`open`](Self::open), waiting at most `busy_timeout` for another connection's
+    /// write before a commit fails with [`Error::StoreLocked`].
+    pub async fn open_with(path: impl AsRef<Path>, busy_timeout: Duration) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
-        let (conn, head) = crate::rt::spawn_blocking(move || open_blocking(&p))
+        let (conn, head) = crate::rt::spawn_blocking(move || open_blocking(&p, busy_timeout))
             .await
             .map_err(|e| Error::io("open", path.display(), e))??;
         Ok(Self {

@@ -1,0 +1,159 @@
+//! `SqliteStore` beyond the shared suite: durability, foreign and corrupt files, sharing a file.
+
+use filesync_core::Error;
+use filesync_core::schema::{Event, EventSeq, FileDeleted, MetadataJson};
+use filesync_core::store::{SqliteStore, Store};
+use filesync_core::testing::store::created;
+use filesync_core::types::{FileId, Timestamp};
+
+fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// Commits survive closing and reopening the file, and numbering continues after the old head.
+#[tokio::test]
+async fn reopen_keeps_log_rows_and_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .commit(vec![created("a", 1, MetadataJson::Value("{}".into())), created("b", 2, MetadataJson::Absent)])
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.head().await.unwrap(), EventSeq::global(2));
+    assert_eq!(store.files().await.unwrap().len(), 2);
+    let seqs = store
+        .commit(vec![Event::FileDeleted(FileDeleted {
+            id: FileId::parse("a").unwrap(),
+            deleted_at: Timestamp::from_millis(9).unwrap(),
+        })])
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![EventSeq::global(3)]);
+    assert_eq!(*store.watch().borrow(), EventSeq::global(3));
+}
+
+/// Bad input: a file that is not SQLite is refused with a clear error and left untouched.
+#[tokio::test]
+async fn garbage_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, b"these are my notes, not a database\n").unwrap();
+    let before = file_bytes(&path);
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, Error::NotAStore { .. }), "got {err:?}");
+    assert!(err.to_string().contains("is not a filesync store"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(file_bytes(&path), before);
+    assert!(!dir.path().join("notes.txt-wal").exists(), "no WAL file was created");
+}
+
+/// Bad input: another program's SQLite database is refused and left byte-for-byte untouched.
+#[tokio::test]
+async fn foreign_sqlite_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');")
+            .unwrap();
+    }
+    let before = file_bytes(&path);
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, Error::NotAStore { .. }), "got {err:?}");
+    assert!(err.to_string().contains("another program"), "{err}");
+    assert_eq!(file_bytes(&path), before, "the foreign file was modified");
+}
+
+/// Bad input: a filesync store whose pages were damaged is reported as not a store, not a panic.
+#[tokio::test]
+async fn corrupted_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.commit(vec![created("a", 1, MetadataJson::Absent)]).await.unwrap();
+    }
+    // Checkpointed on close; now overwrite everything after the 100-byte header with noise.
+    let mut bytes = file_bytes(&path);
+    for (i, b) in bytes.iter_mut().enumerate().skip(100) {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("s.sqlite-wal"));
+    let _ = std::fs::remove_file(dir.path().join("s.sqlite-shm"));
+    let result = match SqliteStore::open(&path).await {
+        Err(e) => Err(e),
+        Ok(store) => store.files().await.map(drop),
+    };
+    let err = result.expect_err("a corrupted store must not read as valid");
+    assert!(
+        matches!(err, Error::NotAStore { .. }),
+        "got {err:?}"
+    );
+}
+
+/// Two stores (as two processes would) on one file: commits are serialised by SQLite's locks,
+/// numbers stay distinct and nothing is lost or corrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connections_share_one_file_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite");
+    let one = SqliteStore::open(&path).await.unwrap();
+    let two = SqliteStore::open(&path).await.unwrap();
+    let a = {
+        let one = one.clone();
+        tokio::task::spawn(async move {
+            for n in 0..25u8 {
+                one.commit(vec![created(&format!("one-{n}"), n, MetadataJson::Absent)])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let b = {
+        let two = two.clone();
+        tokio::task::spawn(async move {
+            for n in 0..25u8 {
+                two.commit(vec![created(&format!("two-{n}"), n, MetadataJson::Absent)])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    a.await.unwrap();
+    b.await.unwrap();
+    let events = one.events_after(EventSeq::ROOT, 1000).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq.global).collect();
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+    assert_eq!(two.files().await.unwrap().len(), 50);
+    let check: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// A connection holding a long write transaction makes another wait, then fail clearly.
+#[tokio::test]
+async fn a_held_write_lock_gives_a_clear_retryable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.sqlite");
+    let store = SqliteStore::open_with(&path, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = store
+        .commit(vec![created("x", 1, MetadataJson::Absent)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StoreLocked { .. }), "got {err:?}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("in use by another process"), "{err}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    store.commit(vec![created("x", 1, MetadataJson::Absent)]).await.unwrap();
+}
