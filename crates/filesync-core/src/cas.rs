@@ -49,7 +49,10 @@ pub struct Sidecar {
 impl Sidecar {
     /// The recorded MIME type, or `application/octet-stream`.
     pub fn mime_type(&self) -> &str {
-        self.mime.as_deref().filter(|m| !m.is_empty()).unwrap_or(DEFAULT_MIME_TYPE)
+        self.mime
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MIME_TYPE)
     }
 }
 
@@ -220,18 +223,21 @@ impl ContentStore {
             let size = written?;
             let (hash, hashed) = digest.get().ok_or_else(hash::incomplete)?;
             debug_assert_eq!(hashed, size);
-            if let Some(expected) = expected {
-                if *expected != hash {
-                    return Err(Error::HashMismatch {
-                        expected: *expected,
-                        actual: hash,
-                    });
-                }
+            if let Some(expected) = expected
+                && *expected != hash
+            {
+                return Err(Error::HashMismatch {
+                    expected: *expected,
+                    actual: hash,
+                });
             }
             let pin = self.pin(hash);
             // The sidecar first: the bytes never appear without their type.
             let sidecar = Sidecar {
-                mime: mime.map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned),
+                mime: mime
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned),
                 last_modified: Some(Timestamp::now().as_millis()),
             };
             let json = serde_json::to_vec(&sidecar)
@@ -327,21 +333,22 @@ impl ContentStore {
                 }
             } else if let Some(base) = name.strip_suffix(SIDECAR_SUFFIX) {
                 // A sidecar whose bytes are gone (e.g. a crash before the rename).
-                if let Ok(hash) = ContentHash::parse(base) {
-                    if !present.contains(&hash) && !self.is_pinned(&hash) {
-                        self.fs.remove(&entry.path).await?;
-                    }
+                if let Ok(hash) = ContentHash::parse(base)
+                    && !present.contains(&hash)
+                    && !self.is_pinned(&hash)
+                {
+                    self.fs.remove(&entry.path).await?;
                 }
             }
         }
         // Temporary files belong to writes in progress only while a write is running; gc is
         // meant to run when none is (at start-up, or from the engine between transfers).
-        if let Ok(temp_dir) = root.join(TEMP_DIR) {
-            if let Ok(temps) = self.fs.list(&temp_dir).await {
-                for t in temps {
-                    self.fs.remove(&t.path).await?;
-                    report.temp_files_removed += 1;
-                }
+        if let Ok(temp_dir) = root.join(TEMP_DIR)
+            && let Ok(temps) = self.fs.list(&temp_dir).await
+        {
+            for t in temps {
+                self.fs.remove(&t.path).await?;
+                report.temp_files_removed += 1;
             }
         }
         Ok(report)

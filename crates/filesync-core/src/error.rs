@@ -154,7 +154,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl std::fmt::Display, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl std::fmt::Display,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             op,
             path: path.to_string(),

@@ -242,14 +242,12 @@ impl FileSystem for MemoryFs {
 
     async fn write(&self, path: &LocalPath, body: ByteStream) -> Result<u64> {
         // Collect first: the tree changes only once the whole body has arrived.
-        let data = collect_stream(body)
-            .await
-            .map_err(|e| match e {
-                Error::Stream { .. } => e,
-                other => Error::Stream {
-                    source: Box::new(other),
-                },
-            })?;
+        let data = collect_stream(body).await.map_err(|e| match e {
+            Error::Stream { .. } => e,
+            other => Error::Stream {
+                source: Box::new(other),
+            },
+        })?;
         let len = data.len() as u64;
         let mut nodes = self.lock();
         if matches!(nodes.get(path.as_str()), Some(Node::Dir)) {
@@ -277,7 +275,11 @@ impl FileSystem for MemoryFs {
             _ => return Err(Error::not_found(format_args!("file {from}"))),
         };
         if matches!(nodes.get(to.as_str()), Some(Node::Dir)) {
-            return Err(Error::io("rename", to, std::io::Error::other("is a directory")));
+            return Err(Error::io(
+                "rename",
+                to,
+                std::io::Error::other("is a directory"),
+            ));
         }
         Self::ensure_parents(&mut nodes, to)?;
         nodes.remove(from.as_str());

@@ -166,7 +166,8 @@ mod tests {
 
     #[tokio::test]
     async fn tee_hashes_while_streaming() {
-        let chunks: Vec<Result<Bytes>> = vec![Ok(Bytes::from_static(b"a")), Ok(Bytes::from_static(b"bc"))];
+        let chunks: Vec<Result<Bytes>> =
+            vec![Ok(Bytes::from_static(b"a")), Ok(Bytes::from_static(b"bc"))];
         let (mut s, digest) = tee(crate::rt::boxed_stream(futures::stream::iter(chunks)));
         assert!(digest.get().is_none());
         let mut seen = Vec::new();
@@ -181,7 +182,9 @@ mod tests {
     async fn tee_gives_no_digest_after_a_failed_stream() {
         let chunks: Vec<Result<Bytes>> = vec![
             Ok(Bytes::from_static(b"a")),
-            Err(Error::Stream { source: "cut".into() }),
+            Err(Error::Stream {
+                source: "cut".into(),
+            }),
         ];
         let (s, digest) = tee(crate::rt::boxed_stream(futures::stream::iter(chunks)));
         let out: Vec<_> = s.collect().await;

@@ -6,9 +6,9 @@
 #![allow(clippy::disallowed_methods)] // this is the one module allowed to call them
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -186,7 +186,9 @@ pub struct Interval {
 
 impl std::fmt::Debug for Interval {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interval").field("period", &self.period).finish()
+        f.debug_struct("Interval")
+            .field("period", &self.period)
+            .finish()
     }
 }
 
@@ -199,10 +201,10 @@ impl Stream for Interval {
             let wait = this.next.saturating_duration_since(Instant::now());
             this.sleep = Some(boxed(sleep(wait)));
         }
-        if let Some(timer) = this.sleep.as_mut() {
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        if let Some(timer) = this.sleep.as_mut()
+            && timer.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
         }
         this.sleep = None;
         let now = Instant::now();

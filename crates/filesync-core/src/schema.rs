@@ -513,8 +513,13 @@ impl EventSeq {
             None => (nums, None),
         };
         let num = |s: &str| -> Result<u64, ParseError> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
-                return Err(err("must be e<global>[.<client>][r<generation>] with decimal numbers"));
+            if s.is_empty()
+                || !s.bytes().all(|b| b.is_ascii_digit())
+                || (s.len() > 1 && s.starts_with('0'))
+            {
+                return Err(err(
+                    "must be e<global>[.<client>][r<generation>] with decimal numbers",
+                ));
             }
             s.parse().map_err(|_| err("number is too large"))
         };

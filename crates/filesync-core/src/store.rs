@@ -78,7 +78,10 @@ pub trait Store: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
 
 /// Follow the log from `after`: a stream of non-empty batches of synced events, in order,
 /// waiting for new commits when it has caught up. Ends only if the store is dropped.
-pub fn subscribe(store: Arc<dyn Store>, after: EventSeq) -> BoxStream<'static, Result<Vec<StoredEvent>>> {
+pub fn subscribe(
+    store: Arc<dyn Store>,
+    after: EventSeq,
+) -> BoxStream<'static, Result<Vec<StoredEvent>>> {
     let state = (store, after, None::<watch::Receiver<EventSeq>>);
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let (store, mut after, rx) = state?;

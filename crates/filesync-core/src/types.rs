@@ -307,7 +307,10 @@ impl ContentHash {
                 "must be 64 hex characters",
             ));
         }
-        if !input.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !input
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(ParseError::new(
                 "content hash",
                 input,

@@ -1,11 +1,15 @@
 //! The content-addressed store on every native `FileSystem`.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use filesync_core::Error;
 use filesync_core::cas::{ContentStore, References};
-use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, bytes_stream, collect_stream};
+use filesync_core::fs::{
+    FileSystem, FileSystemExt, MemoryFs, NativeFs, bytes_stream, collect_stream,
+};
 use filesync_core::hash::hash_bytes;
 use filesync_core::schema::FileRecord;
 use filesync_core::testing::fs::{chunked, failing_after, pattern};
@@ -34,7 +38,10 @@ fn record(id: &str, hash: ContentHash, deleted: bool) -> FileRecord {
 
 async fn names(fs: &dyn FileSystem, dir: &str) -> Vec<String> {
     match fs.list(&p(dir)).await {
-        Ok(entries) => entries.into_iter().map(|e| e.path.file_name().to_owned()).collect(),
+        Ok(entries) => entries
+            .into_iter()
+            .map(|e| e.path.file_name().to_owned())
+            .collect(),
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => panic!("{e}"),
     }
@@ -47,13 +54,22 @@ const ROOT: &str = "livestore-filesync-files/node_filesync_store";
 async fn put_uses_the_original_layout(fs: Arc<dyn FileSystem>) {
     let cas = ContentStore::new(Arc::clone(&fs), store_id());
     let data = pattern(300_000, 11);
-    let out = cas.put(chunked(data.clone(), 4096), Some("text/plain")).await.unwrap();
+    let out = cas
+        .put(chunked(data.clone(), 4096), Some("text/plain"))
+        .await
+        .unwrap();
     assert_eq!(out.hash, hash_bytes(&data));
     assert_eq!(out.size, data.len() as u64);
     assert_eq!(out.path.as_str(), format!("{ROOT}/{}", out.hash));
-    let sidecar = fs.read_bytes(&p(&format!("{}.meta.json", out.path))).await.unwrap();
+    let sidecar = fs
+        .read_bytes(&p(&format!("{}.meta.json", out.path)))
+        .await
+        .unwrap();
     let sidecar = String::from_utf8(sidecar.to_vec()).unwrap();
-    assert!(sidecar.starts_with(r#"{"type":"text/plain","lastModified":"#), "{sidecar}");
+    assert!(
+        sidecar.starts_with(r#"{"type":"text/plain","lastModified":"#),
+        "{sidecar}"
+    );
     let (body, meta) = cas.read(&out.hash).await.unwrap();
     assert_eq!(collect_stream(body).await.unwrap(), data);
     assert_eq!(meta.mime_type(), "text/plain");
@@ -61,18 +77,31 @@ async fn put_uses_the_original_layout(fs: Arc<dyn FileSystem>) {
     let again = cas.put(bytes_stream(data), None).await.unwrap();
     assert_eq!(again.path, out.path);
     assert_eq!(cas.list().await.unwrap(), vec![out.hash]);
-    assert_eq!(cas.sidecar(&out.hash).await.mime_type(), "application/octet-stream");
+    assert_eq!(
+        cas.sidecar(&out.hash).await.mime_type(),
+        "application/octet-stream"
+    );
     assert!(names(&*fs, &format!("{ROOT}/.tmp")).await.is_empty());
 }
 
 /// WEAK-27, bad input: a body that fails halfway stores nothing and leaves no temporary file.
 async fn failed_put_leaves_nothing(fs: Arc<dyn FileSystem>) {
     let cas = ContentStore::new(Arc::clone(&fs), store_id());
-    let err = cas.put(failing_after(pattern(70_000, 2)), Some("a/b")).await.unwrap_err();
+    let err = cas
+        .put(failing_after(pattern(70_000, 2)), Some("a/b"))
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert!(cas.list().await.unwrap().is_empty());
-    assert!(names(&*fs, &format!("{ROOT}/.tmp")).await.is_empty(), "temp file left behind");
-    let visible: Vec<String> = names(&*fs, ROOT).await.into_iter().filter(|n| n != ".tmp").collect();
+    assert!(
+        names(&*fs, &format!("{ROOT}/.tmp")).await.is_empty(),
+        "temp file left behind"
+    );
+    let visible: Vec<String> = names(&*fs, ROOT)
+        .await
+        .into_iter()
+        .filter(|n| n != ".tmp")
+        .collect();
     assert!(visible.is_empty(), "visible leftovers: {visible:?}");
 }
 
@@ -87,7 +116,10 @@ async fn import_verified_rejects_wrong_bytes(fs: Arc<dyn FileSystem>) {
         .await
         .unwrap_err();
     match &err {
-        Error::HashMismatch { expected: e, actual } => {
+        Error::HashMismatch {
+            expected: e,
+            actual,
+        } => {
             assert_eq!(*e, expected);
             assert_eq!(*actual, hash_bytes(b"tampered content"));
         }
@@ -95,12 +127,22 @@ async fn import_verified_rejects_wrong_bytes(fs: Arc<dyn FileSystem>) {
     }
     assert!(err.is_retryable(), "a mismatch is retried by the engine");
     assert!(!cas.contains(&expected).await.unwrap());
-    assert!(!cas.contains(&hash_bytes(b"tampered content")).await.unwrap(), "wrong bytes stored");
+    assert!(
+        !cas.contains(&hash_bytes(b"tampered content"))
+            .await
+            .unwrap(),
+        "wrong bytes stored"
+    );
     assert!(names(&*fs, &format!("{ROOT}/.tmp")).await.is_empty());
-    let ok = cas.import_verified(&expected, bytes_stream(good.clone()), Some("image/png")).await.unwrap();
+    let ok = cas
+        .import_verified(&expected, bytes_stream(good.clone()), Some("image/png"))
+        .await
+        .unwrap();
     assert_eq!(ok.hash, expected);
     // A later bad download of the same hash leaves the good copy alone.
-    cas.import_verified(&expected, bytes_stream(&b"junk"[..]), None).await.unwrap_err();
+    cas.import_verified(&expected, bytes_stream(&b"junk"[..]), None)
+        .await
+        .unwrap_err();
     let (body, meta) = cas.read(&expected).await.unwrap();
     assert_eq!(collect_stream(body).await.unwrap(), good);
     assert_eq!(meta.mime_type(), "image/png");
@@ -118,16 +160,40 @@ async fn release_respects_references_and_pins(fs: Arc<dyn FileSystem>) {
     assert_eq!(refs.count(&hash), 2);
     // File "a" is deleted: "b" still uses the content.
     let after_a = [record("a", hash, true), record("b", hash, false)];
-    assert!(!cas.release(&hash, &References::from_records(&after_a)).await.unwrap());
-    assert!(cas.contains(&hash).await.unwrap(), "shared content was removed");
+    assert!(
+        !cas.release(&hash, &References::from_records(&after_a))
+            .await
+            .unwrap()
+    );
+    assert!(
+        cas.contains(&hash).await.unwrap(),
+        "shared content was removed"
+    );
     let pinned = cas.put(bytes_stream(&b"shared"[..]), None).await.unwrap();
     let none = [record("a", hash, true), record("b", hash, true)];
-    assert!(!cas.release(&hash, &References::from_records(&none)).await.unwrap(), "pinned");
+    assert!(
+        !cas.release(&hash, &References::from_records(&none))
+            .await
+            .unwrap(),
+        "pinned"
+    );
     drop(pinned);
-    assert!(cas.release(&hash, &References::from_records(&none)).await.unwrap());
+    assert!(
+        cas.release(&hash, &References::from_records(&none))
+            .await
+            .unwrap()
+    );
     assert!(!cas.contains(&hash).await.unwrap());
-    assert!(!fs.exists(&p(&format!("{ROOT}/{hash}.meta.json"))).await.unwrap(), "sidecar kept");
-    assert!(!cas.release(&hash, &References::default()).await.unwrap(), "already gone");
+    assert!(
+        !fs.exists(&p(&format!("{ROOT}/{hash}.meta.json")))
+            .await
+            .unwrap(),
+        "sidecar kept"
+    );
+    assert!(
+        !cas.release(&hash, &References::default()).await.unwrap(),
+        "already gone"
+    );
 }
 
 /// WEAK-8: gc removes unreferenced content, orphan sidecars and crashed temp files; it keeps
@@ -136,14 +202,30 @@ async fn gc_collects_only_garbage(fs: Arc<dyn FileSystem>) {
     let cas = ContentStore::new(Arc::clone(&fs), store_id());
     let live = cas.put(bytes_stream(&b"live"[..]), None).await.unwrap();
     let orphan = cas.put(bytes_stream(&b"orphan"[..]), None).await.unwrap();
-    let pinned = cas.put(bytes_stream(&b"in flight"[..]), None).await.unwrap();
+    let pinned = cas
+        .put(bytes_stream(&b"in flight"[..]), None)
+        .await
+        .unwrap();
     let (live_hash, orphan_hash) = (live.hash, orphan.hash);
     drop((live.pin, orphan.pin));
     // A crash mid-write and a crash between sidecar and rename.
-    fs.write_bytes(&p(&format!("{ROOT}/.tmp/deadbeef")), Bytes::from_static(b"partial")).await.unwrap();
+    fs.write_bytes(
+        &p(&format!("{ROOT}/.tmp/deadbeef")),
+        Bytes::from_static(b"partial"),
+    )
+    .await
+    .unwrap();
     let ghost = hash_bytes(b"ghost");
-    fs.write_bytes(&p(&format!("{ROOT}/{ghost}.meta.json")), Bytes::from_static(b"{}")).await.unwrap();
-    let refs = References::from_records(&[record("l", live_hash, false), record("o", orphan_hash, true)]);
+    fs.write_bytes(
+        &p(&format!("{ROOT}/{ghost}.meta.json")),
+        Bytes::from_static(b"{}"),
+    )
+    .await
+    .unwrap();
+    let refs = References::from_records(&[
+        record("l", live_hash, false),
+        record("o", orphan_hash, true),
+    ]);
     let report = cas.gc(&refs).await.unwrap();
     assert_eq!(report.removed, vec![orphan_hash]);
     assert_eq!(report.temp_files_removed, 1);
@@ -153,8 +235,16 @@ async fn gc_collects_only_garbage(fs: Arc<dyn FileSystem>) {
     let mut expect = vec![live_hash, pinned.hash];
     expect.sort();
     assert_eq!(left, expect);
-    assert!(!fs.exists(&p(&format!("{ROOT}/{ghost}.meta.json"))).await.unwrap());
-    assert!(fs.exists(&p(&format!("{ROOT}/{live_hash}.meta.json"))).await.unwrap());
+    assert!(
+        !fs.exists(&p(&format!("{ROOT}/{ghost}.meta.json")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        fs.exists(&p(&format!("{ROOT}/{live_hash}.meta.json")))
+            .await
+            .unwrap()
+    );
 }
 
 /// FS-6: a missing hash is NotFound; a malformed sidecar reads as the default type.
@@ -162,11 +252,20 @@ async fn missing_content_and_bad_sidecar(fs: Arc<dyn FileSystem>) {
     let cas = ContentStore::new(Arc::clone(&fs), store_id());
     let err = cas.read(&hash_bytes(b"nope")).await.err().unwrap();
     assert!(err.is_not_found(), "{err:?}");
-    let out = cas.put(bytes_stream(&b"x"[..]), Some("text/csv")).await.unwrap();
-    fs.write_bytes(&p(&format!("{}.meta.json", out.path)), Bytes::from_static(b"{not json"))
+    let out = cas
+        .put(bytes_stream(&b"x"[..]), Some("text/csv"))
         .await
         .unwrap();
-    assert_eq!(cas.sidecar(&out.hash).await.mime_type(), "application/octet-stream");
+    fs.write_bytes(
+        &p(&format!("{}.meta.json", out.path)),
+        Bytes::from_static(b"{not json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cas.sidecar(&out.hash).await.mime_type(),
+        "application/octet-stream"
+    );
     assert!(cas.list().await.unwrap().contains(&out.hash));
 }
 

@@ -1,5 +1,7 @@
 //! `SqliteStore` beyond the shared suite: durability, foreign and corrupt files, sharing a file.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use filesync_core::Error;
 use filesync_core::schema::{Event, EventSeq, FileDeleted, MetadataJson};
 use filesync_core::store::{SqliteStore, Store};
@@ -18,7 +20,10 @@ async fn reopen_keeps_log_rows_and_numbering() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store
-            .commit(vec![created("a", 1, MetadataJson::Value("{}".into())), created("b", 2, MetadataJson::Absent)])
+            .commit(vec![
+                created("a", 1, MetadataJson::Value("{}".into())),
+                created("b", 2, MetadataJson::Absent),
+            ])
             .await
             .unwrap();
     }
@@ -48,7 +53,10 @@ async fn garbage_file_is_refused_untouched() {
     assert!(err.to_string().contains("is not a filesync store"), "{err}");
     assert!(!err.is_retryable());
     assert_eq!(file_bytes(&path), before);
-    assert!(!dir.path().join("notes.txt-wal").exists(), "no WAL file was created");
+    assert!(
+        !dir.path().join("notes.txt-wal").exists(),
+        "no WAL file was created"
+    );
 }
 
 /// Bad input: another program's SQLite database is refused and left byte-for-byte untouched.
@@ -75,7 +83,10 @@ async fn corrupted_store_is_a_clear_error() {
     let path = dir.path().join("s.sqlite");
     {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.commit(vec![created("a", 1, MetadataJson::Absent)]).await.unwrap();
+        store
+            .commit(vec![created("a", 1, MetadataJson::Absent)])
+            .await
+            .unwrap();
     }
     // Checkpointed on close; now overwrite everything after the 100-byte header with noise.
     let mut bytes = file_bytes(&path);
@@ -90,10 +101,7 @@ async fn corrupted_store_is_a_clear_error() {
         Ok(store) => store.files().await.map(drop),
     };
     let err = result.expect_err("a corrupted store must not read as valid");
-    assert!(
-        matches!(err, Error::NotAStore { .. }),
-        "got {err:?}"
-    );
+    assert!(matches!(err, Error::NotAStore { .. }), "got {err:?}");
 }
 
 /// Two stores (as two processes would) on one file: commits are serialised by SQLite's locks,
@@ -106,7 +114,7 @@ async fn two_connections_share_one_file_safely() {
     let two = SqliteStore::open(&path).await.unwrap();
     let a = {
         let one = one.clone();
-        tokio::task::spawn(async move {
+        filesync_core::rt::spawn(async move {
             for n in 0..25u8 {
                 one.commit(vec![created(&format!("one-{n}"), n, MetadataJson::Absent)])
                     .await
@@ -116,7 +124,7 @@ async fn two_connections_share_one_file_safely() {
     };
     let b = {
         let two = two.clone();
-        tokio::task::spawn(async move {
+        filesync_core::rt::spawn(async move {
             for n in 0..25u8 {
                 two.commit(vec![created(&format!("two-{n}"), n, MetadataJson::Absent)])
                     .await
@@ -124,8 +132,8 @@ async fn two_connections_share_one_file_safely() {
             }
         })
     };
-    a.await.unwrap();
-    b.await.unwrap();
+    a.join().await;
+    b.join().await;
     let events = one.events_after(EventSeq::ROOT, 1000).await.unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.seq.global).collect();
     assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
@@ -153,7 +161,13 @@ async fn a_held_write_lock_gives_a_clear_retryable_error() {
         .unwrap_err();
     assert!(matches!(err, Error::StoreLocked { .. }), "got {err:?}");
     assert!(err.is_retryable());
-    assert!(err.to_string().contains("in use by another process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
     blocker.execute_batch("ROLLBACK").unwrap();
-    store.commit(vec![created("x", 1, MetadataJson::Absent)]).await.unwrap();
+    store
+        .commit(vec![created("x", 1, MetadataJson::Absent)])
+        .await
+        .unwrap();
 }

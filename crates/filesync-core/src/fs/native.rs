@@ -92,7 +92,10 @@ impl FileSystem for NativeFs {
             }
             Err(e) => return Err(Error::io("open", path, e)),
         };
-        let meta = file.metadata().await.map_err(|e| Error::io("stat", path, e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io("stat", path, e))?;
         if !meta.is_file() {
             return Err(Error::not_found(format_args!("file {path}")));
         }
@@ -130,7 +133,9 @@ impl FileSystem for NativeFs {
                     .map_err(|e| Error::io("write", path, e))?;
                 len += chunk.len() as u64;
             }
-            file.sync_all().await.map_err(|e| Error::io("sync", path, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| Error::io("sync", path, e))?;
             Ok(len)
         }
         .await;
@@ -218,7 +223,11 @@ impl FileSystem for NativeFs {
             Err(e) => return Err(Error::io("list", dir, e)),
         };
         let mut out = Vec::new();
-        while let Some(entry) = rd.next_entry().await.map_err(|e| Error::io("list", dir, e))? {
+        while let Some(entry) = rd
+            .next_entry()
+            .await
+            .map_err(|e| Error::io("list", dir, e))?
+        {
             let Ok(name) = entry.file_name().into_string() else {
                 continue; // not UTF-8: not ours
             };

@@ -156,8 +156,7 @@ fn local_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LocalFileState> {
 
 const FILE_COLUMNS: &str =
     "id, path, remoteKey, contentHash, metadataJson, createdAt, updatedAt, deletedAt";
-const LOCAL_COLUMNS: &str =
-    "fileId, path, localHash, downloadStatus, uploadStatus, lastSyncError";
+const LOCAL_COLUMNS: &str = "fileId, path, localHash, downloadStatus, uploadStatus, lastSyncError";
 
 struct Tx<'a>(Transaction<'a>);
 
@@ -182,8 +181,12 @@ impl Tables for Tx<'_> {
     }
 
     fn append(&mut self, seq: EventSeq, event: &Event) -> Result<()> {
-        let json = serde_json::to_value(event).map_err(|e| Error::invalid("event", e.to_string()))?;
-        let args = json.get("args").map(ToString::to_string).unwrap_or_default();
+        let json =
+            serde_json::to_value(event).map_err(|e| Error::invalid("event", e.to_string()))?;
+        let args = json
+            .get("args")
+            .map(ToString::to_string)
+            .unwrap_or_default();
         self.0
             .execute(
                 "INSERT INTO eventlog (seqGlobal, rebaseGeneration, name, argsJson) VALUES (?1, ?2, ?3, ?4)",
@@ -285,7 +288,9 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     let err = |op| move |e| sql_err(op, path, e);
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err("open"))?;
     conn.busy_timeout(busy_timeout).map_err(err("open"))?;
@@ -310,13 +315,18 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     if !fresh && version > SCHEMA_VERSION {
         return Err(Error::NotAStore {
             path: path.display().to_string(),
-            reason: format!("schema version {version} is newer than this build understands ({SCHEMA_VERSION})"),
+            reason: format!(
+                "schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
+            ),
         });
     }
 
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err("open"))?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(err("open"))?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(err("open"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err("open"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err("open"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err("open"))?;
     if fresh {
         let tx = conn.unchecked_transaction().map_err(err("create schema"))?;
         // Another connection may have created it meanwhile; re-check inside the write lock.
@@ -366,8 +376,9 @@ impl SqliteStore {
     pub async fn scratch() -> Result<Self> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("create", "temporary directory", e))?;
         let store = Self::open(dir.path().join("store.sqlite")).await?;
-        let inner = Arc::try_unwrap(store.inner)
-            .map_err(|_| Error::Unsupported { what: "shared scratch store" })?;
+        let inner = Arc::try_unwrap(store.inner).map_err(|_| Error::Unsupported {
+            what: "shared scratch store",
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 _scratch: Some(dir),

@@ -83,14 +83,23 @@ pub async fn write_then_read_round_trips(fs: &dyn FileSystem) {
         .expect("write");
     assert_eq!(n, 11, "write returns the byte count");
     assert_eq!(read_all(fs, &path).await, &b"hello world"[..]);
-    let dir = fs.stat(&p("a/b/c")).await.expect("stat").expect("parent exists");
+    let dir = fs
+        .stat(&p("a/b/c"))
+        .await
+        .expect("stat")
+        .expect("parent exists");
     assert_eq!(dir.kind, EntryKind::Directory);
 }
 
 /// FS: an empty body writes an empty file.
 pub async fn empty_file_round_trips(fs: &dyn FileSystem) {
     let path = p("empty");
-    assert_eq!(fs.write(&path, bytes_stream(Bytes::new())).await.expect("write"), 0);
+    assert_eq!(
+        fs.write(&path, bytes_stream(Bytes::new()))
+            .await
+            .expect("write"),
+        0
+    );
     assert!(fs.exists(&path).await.expect("exists"));
     assert!(read_all(fs, &path).await.is_empty());
 }
@@ -99,7 +108,10 @@ pub async fn empty_file_round_trips(fs: &dyn FileSystem) {
 pub async fn large_streamed_file_round_trips(fs: &dyn FileSystem) {
     let data = pattern(5 * 1024 * 1024 + 17, 7);
     let path = p("big/file");
-    let n = fs.write(&path, chunked(data.clone(), 64 * 1024)).await.expect("write");
+    let n = fs
+        .write(&path, chunked(data.clone(), 64 * 1024))
+        .await
+        .expect("write");
     assert_eq!(n, data.len() as u64);
     let mut stream = fs.read(&path).await.expect("read");
     let mut got = Vec::with_capacity(data.len());
@@ -111,18 +123,33 @@ pub async fn large_streamed_file_round_trips(fs: &dyn FileSystem) {
 
 /// FS-6: reading a missing path (or a directory) is `NotFound`.
 pub async fn read_missing_is_not_found(fs: &dyn FileSystem) {
-    let err = fs.read(&p("missing/file")).await.err().expect("missing file must fail");
+    let err = fs
+        .read(&p("missing/file"))
+        .await
+        .err()
+        .expect("missing file must fail");
     assert!(err.is_not_found(), "expected NotFound, got {err:?}");
     fs.create_dir_all(&p("dir")).await.expect("mkdir");
-    let err = fs.read(&p("dir")).await.err().expect("reading a directory must fail");
-    assert!(err.is_not_found(), "expected NotFound for a directory, got {err:?}");
+    let err = fs
+        .read(&p("dir"))
+        .await
+        .err()
+        .expect("reading a directory must fail");
+    assert!(
+        err.is_not_found(),
+        "expected NotFound for a directory, got {err:?}"
+    );
 }
 
 /// FS: writing over a file replaces its content completely (shorter content leaves no tail).
 pub async fn overwrite_replaces_content(fs: &dyn FileSystem) {
     let path = p("f");
-    fs.write_bytes(&path, Bytes::from_static(b"first version, long")).await.expect("write 1");
-    fs.write_bytes(&path, Bytes::from_static(b"second")).await.expect("write 2");
+    fs.write_bytes(&path, Bytes::from_static(b"first version, long"))
+        .await
+        .expect("write 1");
+    fs.write_bytes(&path, Bytes::from_static(b"second"))
+        .await
+        .expect("write 2");
     assert_eq!(read_all(fs, &path).await, &b"second"[..]);
 }
 
@@ -130,19 +157,31 @@ pub async fn overwrite_replaces_content(fs: &dyn FileSystem) {
 /// temporary file behind, and reports a retryable error.
 pub async fn failed_stream_leaves_nothing(fs: &dyn FileSystem) {
     let existing = p("dir/existing");
-    fs.write_bytes(&existing, Bytes::from_static(b"old")).await.expect("write old");
+    fs.write_bytes(&existing, Bytes::from_static(b"old"))
+        .await
+        .expect("write old");
     let err = fs
         .write(&existing, failing_after(pattern(100_000, 3)))
         .await
         .expect_err("a failing stream must fail the write");
-    assert!(err.is_retryable(), "a failed input stream is retryable: {err:?}");
-    assert_eq!(read_all(fs, &existing).await, &b"old"[..], "old content must survive");
+    assert!(
+        err.is_retryable(),
+        "a failed input stream is retryable: {err:?}"
+    );
+    assert_eq!(
+        read_all(fs, &existing).await,
+        &b"old"[..],
+        "old content must survive"
+    );
 
     let fresh = p("dir/fresh");
     fs.write(&fresh, failing_after(vec![1, 2, 3]))
         .await
         .expect_err("a failing stream must fail the write");
-    assert!(!fs.exists(&fresh).await.expect("exists"), "no partial file may appear");
+    assert!(
+        !fs.exists(&fresh).await.expect("exists"),
+        "no partial file may appear"
+    );
     let names: Vec<_> = fs
         .list(&p("dir"))
         .await
@@ -150,13 +189,19 @@ pub async fn failed_stream_leaves_nothing(fs: &dyn FileSystem) {
         .into_iter()
         .map(|e| e.path.to_string())
         .collect();
-    assert_eq!(names, vec!["dir/existing"], "no temporary file may be left behind");
+    assert_eq!(
+        names,
+        vec!["dir/existing"],
+        "no temporary file may be left behind"
+    );
 }
 
 /// FS: while a write is in progress a reader sees the complete old content, never a part.
 pub async fn reader_never_sees_partial_write(fs: &dyn FileSystem) {
     let path = p("atomic");
-    fs.write_bytes(&path, Bytes::from_static(b"old content")).await.expect("write old");
+    fs.write_bytes(&path, Bytes::from_static(b"old content"))
+        .await
+        .expect("write old");
     let (tx, rx) = futures::channel::mpsc::unbounded::<crate::Result<Bytes>>();
     let body = crate::rt::boxed_stream(rx);
     let writer = fs.write(&path, body);
@@ -185,11 +230,16 @@ pub async fn exists_and_stat(fs: &dyn FileSystem) {
     let f = p("s/file");
     assert!(!fs.exists(&f).await.expect("exists"));
     assert!(fs.stat(&f).await.expect("stat").is_none());
-    fs.write_bytes(&f, Bytes::from_static(b"12345")).await.expect("write");
+    fs.write_bytes(&f, Bytes::from_static(b"12345"))
+        .await
+        .expect("write");
     assert!(fs.exists(&f).await.expect("exists"));
     let st = fs.stat(&f).await.expect("stat").expect("present");
     assert_eq!((st.kind, st.len), (EntryKind::File, 5));
-    assert!(!fs.exists(&p("s")).await.expect("exists"), "a directory is not a file");
+    assert!(
+        !fs.exists(&p("s")).await.expect("exists"),
+        "a directory is not a file"
+    );
     assert_eq!(
         fs.stat(&p("s")).await.expect("stat").expect("dir").kind,
         EntryKind::Directory
@@ -198,13 +248,22 @@ pub async fn exists_and_stat(fs: &dyn FileSystem) {
 
 /// FS-5: removing a file works, removing a missing path is Ok, removing a directory removes its tree.
 pub async fn remove_file_dir_and_missing(fs: &dyn FileSystem) {
-    fs.remove(&p("never/existed")).await.expect("removing a missing path is Ok");
+    fs.remove(&p("never/existed"))
+        .await
+        .expect("removing a missing path is Ok");
     let f = p("r/a/file");
-    fs.write_bytes(&f, Bytes::from_static(b"x")).await.expect("write");
-    fs.write_bytes(&p("r/a/other"), Bytes::from_static(b"y")).await.expect("write");
+    fs.write_bytes(&f, Bytes::from_static(b"x"))
+        .await
+        .expect("write");
+    fs.write_bytes(&p("r/a/other"), Bytes::from_static(b"y"))
+        .await
+        .expect("write");
     fs.remove(&f).await.expect("remove file");
     assert!(!fs.exists(&f).await.expect("exists"));
-    assert!(fs.exists(&p("r/a/other")).await.expect("exists"), "siblings stay");
+    assert!(
+        fs.exists(&p("r/a/other")).await.expect("exists"),
+        "siblings stay"
+    );
     fs.remove(&p("r")).await.expect("remove tree");
     assert!(fs.stat(&p("r")).await.expect("stat").is_none());
     assert!(fs.stat(&p("r/a/other")).await.expect("stat").is_none());
@@ -213,7 +272,9 @@ pub async fn remove_file_dir_and_missing(fs: &dyn FileSystem) {
 /// FS-7: `list` returns direct children sorted, an empty directory lists empty, a missing one is NotFound.
 pub async fn list_children_sorted(fs: &dyn FileSystem) {
     for name in ["l/b", "l/a", "l/sub/deep"] {
-        fs.write_bytes(&p(name), Bytes::from_static(b"x")).await.expect("write");
+        fs.write_bytes(&p(name), Bytes::from_static(b"x"))
+            .await
+            .expect("write");
     }
     let listed: Vec<(String, EntryKind)> = fs
         .list(&p("l"))
@@ -242,15 +303,26 @@ pub async fn list_children_sorted(fs: &dyn FileSystem) {
 /// FS: `rename` moves a file, replacing the destination and creating its parents; a missing
 /// source is NotFound and changes nothing.
 pub async fn rename_replaces_destination(fs: &dyn FileSystem) {
-    fs.write_bytes(&p("m/src"), Bytes::from_static(b"new")).await.expect("write");
-    fs.write_bytes(&p("n/dst"), Bytes::from_static(b"old")).await.expect("write");
+    fs.write_bytes(&p("m/src"), Bytes::from_static(b"new"))
+        .await
+        .expect("write");
+    fs.write_bytes(&p("n/dst"), Bytes::from_static(b"old"))
+        .await
+        .expect("write");
     fs.rename(&p("m/src"), &p("n/dst")).await.expect("rename");
     assert_eq!(read_all(fs, &p("n/dst")).await, &b"new"[..]);
     assert!(!fs.exists(&p("m/src")).await.expect("exists"));
-    fs.write_bytes(&p("m/src2"), Bytes::from_static(b"z")).await.expect("write");
-    fs.rename(&p("m/src2"), &p("fresh/dir/dst")).await.expect("rename into new dir");
+    fs.write_bytes(&p("m/src2"), Bytes::from_static(b"z"))
+        .await
+        .expect("write");
+    fs.rename(&p("m/src2"), &p("fresh/dir/dst"))
+        .await
+        .expect("rename into new dir");
     assert_eq!(read_all(fs, &p("fresh/dir/dst")).await, &b"z"[..]);
-    let err = fs.rename(&p("m/missing"), &p("n/dst")).await.expect_err("missing source");
+    let err = fs
+        .rename(&p("m/missing"), &p("n/dst"))
+        .await
+        .expect_err("missing source");
     assert!(err.is_not_found(), "expected NotFound, got {err:?}");
     assert_eq!(read_all(fs, &p("n/dst")).await, &b"new"[..]);
 }
@@ -263,8 +335,13 @@ pub async fn create_dir_all_idempotent(fs: &dyn FileSystem) {
         fs.stat(&p("d/e")).await.expect("stat").expect("dir").kind,
         EntryKind::Directory
     );
-    fs.write_bytes(&p("d/file"), Bytes::from_static(b"x")).await.expect("write");
-    assert!(fs.create_dir_all(&p("d/file/sub")).await.is_err(), "a file is in the way");
+    fs.write_bytes(&p("d/file"), Bytes::from_static(b"x"))
+        .await
+        .expect("write");
+    assert!(
+        fs.create_dir_all(&p("d/file/sub")).await.is_err(),
+        "a file is in the way"
+    );
 }
 
 /// Expands to one test per rule of the [`FileSystem`](crate::fs::FileSystem) contract. The

@@ -89,7 +89,13 @@ pub async fn empty_store_defaults(store: Arc<dyn Store>) {
         serde_json::to_string(&cursor).expect("json"),
         r#"{"lastEventSequence":"e0","updatedAt":"1970-01-01T00:00:00.000Z"}"#
     );
-    assert!(store.events_after(EventSeq::ROOT, 10).await.expect("events").is_empty());
+    assert!(
+        store
+            .events_after(EventSeq::ROOT, 10)
+            .await
+            .expect("events")
+            .is_empty()
+    );
 }
 
 /// SCH-3: synced events get `e1, e2, …`; client-only events get `e{head}.1, .2, …`.
@@ -97,9 +103,19 @@ pub async fn sequence_numbers_follow_livestore(store: Arc<dyn Store>) {
     let seqs = store
         .commit(vec![
             created("f1", 1, MetadataJson::Absent),
-            Event::LocalFileStateUpsert(state("f1", TransferStatus::Queued, TransferStatus::Done, "")),
+            Event::LocalFileStateUpsert(state(
+                "f1",
+                TransferStatus::Queued,
+                TransferStatus::Done,
+                "",
+            )),
             created("f2", 2, MetadataJson::Absent),
-            Event::LocalFileStateUpsert(state("f2", TransferStatus::Queued, TransferStatus::Done, "")),
+            Event::LocalFileStateUpsert(state(
+                "f2",
+                TransferStatus::Queued,
+                TransferStatus::Done,
+                "",
+            )),
             Event::LocalFileStateRemove(LocalFileStateRemove { file_id: id("f2") }),
         ])
         .await
@@ -124,21 +140,32 @@ pub async fn file_created_inserts_row(store: Arc<dyn Store>) {
     let row = store.file(&id("f")).await.expect("file").expect("row");
     assert_eq!(row.path, path_of(&hash(1)));
     assert_eq!(row.content_hash, hash(1));
-    assert_eq!((row.remote_key, row.metadata_json, row.deleted_at), (None, None, None));
+    assert_eq!(
+        (row.remote_key, row.metadata_json, row.deleted_at),
+        (None, None, None)
+    );
     assert_eq!((row.created_at, row.updated_at), (at(1_000), at(1_000)));
     store
         .commit(vec![created("f", 9, MetadataJson::Value("{}".into()))])
         .await
         .expect("replay");
     let again = store.file(&id("f")).await.expect("file").expect("row");
-    assert_eq!(again.content_hash, hash(1), "a replayed FileCreated is a no-op");
+    assert_eq!(
+        again.content_hash,
+        hash(1),
+        "a replayed FileCreated is a no-op"
+    );
 }
 
 /// SCH-13: `v1.FileUpdated` sets path, remoteKey, contentHash and updatedAt; metadata only when
 /// present (null clears); an unknown id is a no-op; deletedAt is not touched.
 pub async fn file_updated_follows_sch_13(store: Arc<dyn Store>) {
     store
-        .commit(vec![created("f", 1, MetadataJson::Value(r#"{"mimeType":"a/b"}"#.into()))])
+        .commit(vec![created(
+            "f",
+            1,
+            MetadataJson::Value(r#"{"mimeType":"a/b"}"#.into()),
+        )])
         .await
         .expect("commit");
     store
@@ -148,29 +175,55 @@ pub async fn file_updated_follows_sch_13(store: Arc<dyn Store>) {
     let row = store.file(&id("f")).await.expect("file").expect("row");
     assert_eq!(row.content_hash, hash(2));
     assert_eq!(row.path, path_of(&hash(2)));
-    assert_eq!(row.remote_key.as_ref().map(ObjectKey::as_str), Some("store/k"));
+    assert_eq!(
+        row.remote_key.as_ref().map(ObjectKey::as_str),
+        Some("store/k")
+    );
     assert_eq!(row.updated_at, at(2_000));
     assert_eq!(row.created_at, at(1_000));
-    assert_eq!(row.metadata_json.as_deref(), Some(r#"{"mimeType":"a/b"}"#), "absent keeps");
+    assert_eq!(
+        row.metadata_json.as_deref(),
+        Some(r#"{"mimeType":"a/b"}"#),
+        "absent keeps"
+    );
     store
-        .commit(vec![updated("f", 2, None, MetadataJson::Value(r#"{"x":1}"#.into()))])
+        .commit(vec![updated(
+            "f",
+            2,
+            None,
+            MetadataJson::Value(r#"{"x":1}"#.into()),
+        )])
         .await
         .expect("commit");
     let row = store.file(&id("f")).await.expect("file").expect("row");
-    assert_eq!(row.metadata_json.as_deref(), Some(r#"{"x":1}"#), "a string sets");
+    assert_eq!(
+        row.metadata_json.as_deref(),
+        Some(r#"{"x":1}"#),
+        "a string sets"
+    );
     assert_eq!(row.remote_key, None, "an empty remoteKey resets it");
     store
-        .commit(vec![deleted("f"), updated("f", 3, None, MetadataJson::Null)])
+        .commit(vec![
+            deleted("f"),
+            updated("f", 3, None, MetadataJson::Null),
+        ])
         .await
         .expect("commit");
     let row = store.file(&id("f")).await.expect("file").expect("row");
     assert_eq!(row.metadata_json, None, "null clears");
-    assert_eq!(row.deleted_at, Some(at(3_000)), "an update does not touch deletedAt");
+    assert_eq!(
+        row.deleted_at,
+        Some(at(3_000)),
+        "an update does not touch deletedAt"
+    );
     store
         .commit(vec![updated("unknown", 4, None, MetadataJson::Absent)])
         .await
         .expect("an update of an unknown id is accepted");
-    assert!(store.file(&id("unknown")).await.expect("file").is_none(), "and is a no-op");
+    assert!(
+        store.file(&id("unknown")).await.expect("file").is_none(),
+        "and is a no-op"
+    );
 }
 
 /// SCH-14: `v1.FileDeleted` sets deletedAt only; the row stays and is still listed.
@@ -186,7 +239,11 @@ pub async fn file_deleted_is_soft(store: Arc<dyn Store>) {
         .expect("commit");
     let files = store.files().await.expect("files");
     let ids: Vec<&str> = files.iter().map(|f| f.id.as_str()).collect();
-    assert_eq!(ids, ["a", "b"], "files() lists deleted rows too, ordered by id");
+    assert_eq!(
+        ids,
+        ["a", "b"],
+        "files() lists deleted rows too, ordered by id"
+    );
     let b = &files[1];
     assert_eq!(b.deleted_at, Some(at(3_000)));
     assert_eq!((b.content_hash, b.updated_at), (hash(1), at(1_000)));
@@ -206,7 +263,12 @@ pub async fn local_state_upsert_remove_clear(store: Arc<dyn Store>) {
         .commit(vec![
             Event::LocalFileStateUpsert(second.clone()),
             Event::LocalFileStateUpsert(state("g", TransferStatus::Done, TransferStatus::Done, "")),
-            Event::LocalFileStateUpsert(state("h", TransferStatus::Done, TransferStatus::Queued, "")),
+            Event::LocalFileStateUpsert(state(
+                "h",
+                TransferStatus::Done,
+                TransferStatus::Queued,
+                "",
+            )),
         ])
         .await
         .expect("commit");
@@ -216,7 +278,9 @@ pub async fn local_state_upsert_remove_clear(store: Arc<dyn Store>) {
         "upsert replaces every field"
     );
     store
-        .commit(vec![Event::LocalFileStateRemove(LocalFileStateRemove { file_id: id("g") })])
+        .commit(vec![Event::LocalFileStateRemove(LocalFileStateRemove {
+            file_id: id("g"),
+        })])
         .await
         .expect("commit");
     let ids: Vec<String> = store
@@ -238,10 +302,16 @@ pub async fn local_state_upsert_remove_clear(store: Arc<dyn Store>) {
 /// is refused.
 pub async fn cursor_document_round_trips(store: Arc<dyn Store>) {
     store
-        .commit(vec![created("a", 1, MetadataJson::Absent), created("b", 2, MetadataJson::Absent)])
+        .commit(vec![
+            created("a", 1, MetadataJson::Absent),
+            created("b", 2, MetadataJson::Absent),
+        ])
         .await
         .expect("commit");
-    store.commit(vec![cursor_set(EventSeq::global(2))]).await.expect("set cursor");
+    store
+        .commit(vec![cursor_set(EventSeq::global(2))])
+        .await
+        .expect("set cursor");
     let c = store.cursor().await.expect("cursor");
     assert_eq!(c.last_event_sequence, EventSeq::global(2));
     assert_eq!(c.updated_at, at(5_000));
@@ -250,32 +320,54 @@ pub async fn cursor_document_round_trips(store: Arc<dyn Store>) {
         .await
         .expect_err("a cursor beyond the head");
     assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
-    assert_eq!(store.cursor().await.expect("cursor").last_event_sequence, EventSeq::global(2));
+    assert_eq!(
+        store.cursor().await.expect("cursor").last_event_sequence,
+        EventSeq::global(2)
+    );
 }
 
 /// A commit of several events is atomic: when one is refused, none is applied or logged.
 pub async fn commit_is_atomic(store: Arc<dyn Store>) {
-    store.commit(vec![created("a", 1, MetadataJson::Absent)]).await.expect("commit");
+    store
+        .commit(vec![created("a", 1, MetadataJson::Absent)])
+        .await
+        .expect("commit");
     let err = store
         .commit(vec![
             created("b", 2, MetadataJson::Absent),
-            Event::LocalFileStateUpsert(state("b", TransferStatus::Queued, TransferStatus::Done, "")),
+            Event::LocalFileStateUpsert(state(
+                "b",
+                TransferStatus::Queued,
+                TransferStatus::Done,
+                "",
+            )),
             deleted("a"),
             cursor_set(EventSeq::global(99)),
         ])
         .await
         .expect_err("the batch must be refused");
     assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
-    assert!(store.file(&id("b")).await.expect("file").is_none(), "no partial insert");
+    assert!(
+        store.file(&id("b")).await.expect("file").is_none(),
+        "no partial insert"
+    );
     assert!(store.local_state(&id("b")).await.expect("state").is_none());
     let a = store.file(&id("a")).await.expect("file").expect("row");
     assert_eq!(a.deleted_at, None, "no partial delete");
-    assert_eq!(store.head().await.expect("head"), EventSeq::global(1), "nothing logged");
+    assert_eq!(
+        store.head().await.expect("head"),
+        EventSeq::global(1),
+        "nothing logged"
+    );
     let seqs = store
         .commit(vec![created("c", 3, MetadataJson::Absent)])
         .await
         .expect("commit after a refused batch");
-    assert_eq!(seqs, vec![EventSeq::global(2)], "no sequence number was burnt");
+    assert_eq!(
+        seqs,
+        vec![EventSeq::global(2)],
+        "no sequence number was burnt"
+    );
 }
 
 /// ENG-10: `events_after` returns synced events after a position, in order, bounded by `limit`;
@@ -285,20 +377,39 @@ pub async fn events_after_reads_in_order(store: Arc<dyn Store>) {
         store
             .commit(vec![
                 created(&format!("f{n}"), n, MetadataJson::Absent),
-                Event::LocalFileStateUpsert(state(&format!("f{n}"), TransferStatus::Queued, TransferStatus::Done, "")),
+                Event::LocalFileStateUpsert(state(
+                    &format!("f{n}"),
+                    TransferStatus::Queued,
+                    TransferStatus::Done,
+                    "",
+                )),
             ])
             .await
             .expect("commit");
     }
-    let all = store.events_after(EventSeq::ROOT, 100).await.expect("events");
+    let all = store
+        .events_after(EventSeq::ROOT, 100)
+        .await
+        .expect("events");
     let seqs: Vec<u64> = all.iter().map(|e| e.seq.global).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     assert!(all.iter().all(|e| e.event.is_synced()));
-    assert_eq!(all[2].event, created("f3", 3, MetadataJson::Absent), "events round-trip");
-    let page = store.events_after(EventSeq::global(2), 2).await.expect("events");
+    assert_eq!(
+        all[2].event,
+        created("f3", 3, MetadataJson::Absent),
+        "events round-trip"
+    );
+    let page = store
+        .events_after(EventSeq::global(2), 2)
+        .await
+        .expect("events");
     let seqs: Vec<u64> = page.iter().map(|e| e.seq.global).collect();
     assert_eq!(seqs, [3, 4]);
-    let client_pos = EventSeq { global: 4, client: 1, rebase: 0 };
+    let client_pos = EventSeq {
+        global: 4,
+        client: 1,
+        rebase: 0,
+    };
     let rest = store.events_after(client_pos, 10).await.expect("events");
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].seq, EventSeq::global(5));
@@ -306,7 +417,10 @@ pub async fn events_after_reads_in_order(store: Arc<dyn Store>) {
 
 /// ENG-10: `subscribe` delivers what is there, then waits for and delivers new commits.
 pub async fn subscribe_follows_new_commits(store: Arc<dyn Store>) {
-    store.commit(vec![created("a", 1, MetadataJson::Absent)]).await.expect("commit");
+    store
+        .commit(vec![created("a", 1, MetadataJson::Absent)])
+        .await
+        .expect("commit");
     let mut stream = subscribe(Arc::clone(&store), EventSeq::ROOT);
     let first = stream.next().await.expect("batch").expect("ok");
     assert_eq!(first.len(), 1);
@@ -317,7 +431,10 @@ pub async fn subscribe_follows_new_commits(store: Arc<dyn Store>) {
             .await
             .expect("client-only commit");
         store
-            .commit(vec![created("b", 2, MetadataJson::Absent), created("c", 3, MetadataJson::Absent)])
+            .commit(vec![
+                created("b", 2, MetadataJson::Absent),
+                created("c", 3, MetadataJson::Absent),
+            ])
             .await
             .expect("commit");
     };
@@ -335,8 +452,14 @@ pub async fn watch_reports_head(store: Arc<dyn Store>) {
         .commit(vec![Event::LocalFileStateClear(LocalFileStateClear {})])
         .await
         .expect("commit");
-    assert!(!rx.has_changed().expect("open"), "client-only commits do not move the head");
-    store.commit(vec![created("a", 1, MetadataJson::Absent)]).await.expect("commit");
+    assert!(
+        !rx.has_changed().expect("open"),
+        "client-only commits do not move the head"
+    );
+    store
+        .commit(vec![created("a", 1, MetadataJson::Absent)])
+        .await
+        .expect("commit");
     assert!(rx.has_changed().expect("open"));
     assert_eq!(*rx.borrow_and_update(), EventSeq::global(1));
 }
