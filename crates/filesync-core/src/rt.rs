@@ -221,15 +221,17 @@ impl Stream for Interval {
 }
 
 /// Run blocking work (SQLite, `std::fs`) off the async threads. Native only.
+///
+/// The work starts at once; awaiting the returned future gives its result, dropping it lets the
+/// work finish in the background.
 #[cfg(not(target_arch = "wasm32"))]
-pub async fn spawn_blocking<F, T>(f: F) -> std::io::Result<T>
+pub fn spawn_blocking<F, T>(f: F) -> impl Future<Output = std::io::Result<T>> + Send + 'static
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)
+    let handle = tokio::task::spawn_blocking(f);
+    async move { handle.await.map_err(std::io::Error::other) }
 }
 
 /// Fill `buf` with cryptographically secure random bytes.
