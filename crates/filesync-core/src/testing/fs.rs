@@ -1,9 +1,12 @@
 //! The [`FileSystem`] conformance suite. Each function checks one rule of the trait's contract
 //! on an empty filesystem and panics with a message when the rule is broken.
 //!
-//! Run it with [`fs_conformance!`](crate::fs_conformance):
-//! ```ignore
-//! filesync_core::fs_conformance!(#[tokio::test] filesync_core::fs::MemoryFs::new());
+//! Run it with [`fs_conformance!`](crate::fs_conformance), which expands to one test per rule:
+//! ```
+//! mod memory_fs {
+//!     filesync_core::fs_conformance!(#[tokio::test] filesync_core::fs::MemoryFs::new());
+//! }
+//! # fn main() {}
 //! ```
 //! It uses no runtime-specific API, so it runs under tokio and under `wasm-bindgen-test` alike.
 
@@ -348,10 +351,16 @@ pub async fn create_dir_all_idempotent(fs: &dyn FileSystem) {
 /// first argument is the test attribute, the second an expression (it may `.await`) that makes
 /// a fresh, empty filesystem for each test.
 ///
-/// ```ignore
-/// filesync_core::fs_conformance!(#[tokio::test] MemoryFs::new());
-/// filesync_core::fs_conformance!(#[wasm_bindgen_test] OpfsFs::scratch().await.unwrap());
 /// ```
+/// mod native_fs {
+///     use filesync_core::fs::NativeFs;
+///     filesync_core::fs_conformance!(#[tokio::test] NativeFs::scratch().unwrap());
+/// }
+/// # fn main() {}
+/// ```
+///
+/// In the browser the same line runs under `wasm-bindgen-test`, e.g.
+/// `fs_conformance!(#[wasm_bindgen_test] OpfsFs::scratch().await.unwrap())`.
 #[macro_export]
 macro_rules! fs_conformance {
     (#[$attr:meta] $make:expr) => {

@@ -1,6 +1,13 @@
 //! The [`Store`] conformance suite. Each function checks one rule on an empty store.
 //!
-//! Run it with [`store_conformance!`](crate::store_conformance).
+//! Run it with [`store_conformance!`](crate::store_conformance), one test per rule:
+//! ```
+//! mod sqlite_store {
+//!     use filesync_core::store::SqliteStore;
+//!     filesync_core::store_conformance!(#[tokio::test] SqliteStore::scratch().await.unwrap());
+//! }
+//! # fn main() {}
+//! ```
 
 use std::sync::Arc;
 
