@@ -15,7 +15,16 @@ use std::time::Duration;
 use futures::future::{AbortHandle, Abortable};
 use futures::stream::Stream;
 
-pub use web_time::{Instant, SystemTime, UNIX_EPOCH};
+pub use web_time::{SystemTime, UNIX_EPOCH};
+
+/// A monotonic instant. Natively this is tokio's `Instant`, so tests with a paused clock
+/// (`#[tokio::test(start_paused = true)]`) control it; on `wasm32` it is `web_time::Instant`
+/// (`performance.now()`).
+#[cfg(not(target_arch = "wasm32"))]
+pub use tokio::time::Instant;
+/// A monotonic instant (`performance.now()` on `wasm32`).
+#[cfg(target_arch = "wasm32")]
+pub use web_time::Instant;
 
 /// `Send` on native targets, nothing on `wasm32` (where JS values are not `Send`).
 #[cfg(not(target_arch = "wasm32"))]
@@ -274,5 +283,64 @@ fn wasm_random(buf: &mut [u8]) {
                 *b = (js_sys::Math::random() * 256.0) as u8;
             }
         }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn interval_ticks_on_schedule_and_skips_missed_ticks() {
+        let start = Instant::now();
+        let mut ticks = interval(Duration::from_secs(10));
+        let first = ticks.next().await.expect("tick");
+        assert_eq!(first.duration_since(start), Duration::from_secs(10));
+        let second = ticks.next().await.expect("tick");
+        assert_eq!(second.duration_since(start), Duration::from_secs(20));
+        // Stall for 35 s: the missed ticks at 30 s and 40 s are skipped, not bunched up.
+        sleep(Duration::from_secs(35)).await;
+        let late = ticks.next().await.expect("tick");
+        assert_eq!(late.duration_since(start), Duration::from_secs(30));
+        let next = ticks.next().await.expect("tick");
+        assert_eq!(next.duration_since(start), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_gives_up_and_passes_through() {
+        let slow = timeout(Duration::from_secs(1), sleep(Duration::from_secs(5))).await;
+        assert_eq!(slow, Err(Elapsed(Duration::from_secs(1))));
+        let fast = timeout(Duration::from_secs(5), async { 7 }).await;
+        assert_eq!(fast, Ok(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spawned_task_can_be_aborted_and_awaited() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = spawn(async move {
+            loop {
+                let _ = tx.send(());
+                sleep(Duration::from_secs(1)).await;
+            }
+        });
+        rx.recv().await.expect("the task runs");
+        assert!(!task.is_finished());
+        task.shutdown().await;
+        // The sender was dropped with the task: the channel closes after the buffered sends.
+        while rx.recv().await.is_some() {}
+        let done = spawn(async {});
+        let probe = done.finished.clone();
+        done.join().await;
+        assert!(probe.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn random_bytes_differ_and_blocking_work_runs() {
+        let (mut a, mut b) = ([0u8; 40], [0u8; 40]);
+        fill_random(&mut a);
+        fill_random(&mut b);
+        assert_ne!(a, b);
+        assert_eq!(spawn_blocking(|| 6 * 7).await.expect("runs"), 42);
     }
 }
