@@ -97,6 +97,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// Remote storage refused or failed a request.
+    #[error("remote storage: {message}")]
+    Remote {
+        /// The HTTP status, when there was a response.
+        status: Option<u16>,
+        /// Whether trying again may succeed (network errors, 5xx, 429).
+        retryable: bool,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A preprocessor failed (PRE-4); nothing was written.
+    #[error("preprocessor failed for {name}: {message}")]
+    Preprocessor {
+        /// The file's name or MIME type.
+        name: String,
+        /// The preprocessor's error.
+        message: String,
+    },
+
     /// The operation is not available on this implementation or target.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -132,7 +152,7 @@ impl Error {
                     | std::io::ErrorKind::Unsupported
             ),
             Error::Stream { .. } | Error::Timeout { .. } | Error::StoreLocked { .. } => true,
-            Error::Store { retryable, .. } => *retryable,
+            Error::Store { retryable, .. } | Error::Remote { retryable, .. } => *retryable,
             // A download whose bytes did not match may succeed from a healthy source next time.
             Error::HashMismatch { .. } => true,
             Error::Invalid(_)
@@ -141,6 +161,7 @@ impl Error {
             | Error::NotAStore { .. }
             | Error::Conflict { .. }
             | Error::Unsupported { .. }
+            | Error::Preprocessor { .. }
             | Error::Shutdown => false,
         }
     }

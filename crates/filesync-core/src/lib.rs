@@ -3,11 +3,16 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs)]
 #![cfg_attr(not(target_arch = "wasm32"), warn(clippy::future_not_send))]
+// wasm32 is single-threaded: shared state behind `Arc` need not be `Send`.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod cas;
+pub mod engine;
 pub mod error;
+pub mod events;
 pub mod fs;
 pub mod hash;
+pub mod remote;
 pub mod rt;
 pub mod schema;
 pub mod store;
