@@ -6,12 +6,14 @@
 // wasm32 is single-threaded: shared state behind `Arc` need not be `Send`.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+pub mod api;
 pub mod cas;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fs;
 pub mod hash;
+pub mod preprocess;
 pub mod remote;
 pub mod rt;
 pub mod schema;
@@ -21,4 +23,5 @@ pub mod types;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use api::{FileSync, FileSyncBuilder};
 pub use error::{BoxError, Error, Result};

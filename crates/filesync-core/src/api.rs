@@ -1,0 +1,570 @@
+//! The facade: [`FileSync`], built with [`FileSync::builder`].
+
+use std::sync::Arc;
+
+use futures::Stream;
+
+use crate::engine::{Engine, Options};
+use crate::events::{SyncEvent, TransferKind};
+use crate::fs::{ByteStream, FileSystem};
+use crate::preprocess::{FileInput, Preprocessor, Preprocessors, serialize_metadata};
+use crate::remote::RemoteStorage;
+use crate::schema::{
+    Event, FileCreated, FileDeleted, FileRecord, FileUpdated, LocalFileState, LocalFileStateRemove,
+    MetadataJson, TransferStatus,
+};
+use crate::store::Store;
+use crate::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
+use crate::{Error, Result};
+
+/// What `save_file` and `update_file` return (API-3, API-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveResult {
+    /// The file's id.
+    pub file_id: FileId,
+    /// Where its bytes are: `livestore-filesync-files/<storeId>/<hash>`.
+    pub path: LocalPath,
+    /// SHA-256 of the stored bytes.
+    pub content_hash: ContentHash,
+}
+
+/// A file's content as `read_file` returns it (API-6).
+pub struct FileContent {
+    /// The bytes.
+    pub body: ByteStream,
+    /// The MIME type from the sidecar (`application/octet-stream` when unknown).
+    pub mime_type: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// The content hash (the original's `File.name`).
+    pub content_hash: ContentHash,
+}
+
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileContent")
+            .field("mime_type", &self.mime_type)
+            .field("size", &self.size)
+            .field("content_hash", &self.content_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a file can be displayed from (API-7, API-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileUrl {
+    /// The local copy: a `file://` URL when `local_path_root` is set (API-9), else the path
+    /// relative to the filesystem root.
+    Local(String),
+    /// A signed, short-lived URL of the remote copy.
+    Remote(String),
+}
+
+/// `getFileDisplayState` (API-24).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayState {
+    /// The record.
+    pub file: FileRecord,
+    /// Its state row, if any.
+    pub local_state: Option<LocalFileState>,
+    /// `has_local_copy || is_uploaded`.
+    pub can_display: bool,
+    /// The local bytes are the record's current content.
+    pub has_local_copy: bool,
+    /// `remoteKey` is set.
+    pub is_uploaded: bool,
+    /// Upload `inProgress`.
+    pub is_uploading: bool,
+    /// Download `inProgress`.
+    pub is_downloading: bool,
+    /// Upload `queued`.
+    pub is_upload_queued: bool,
+    /// Download `queued`.
+    pub is_download_queued: bool,
+}
+
+impl DisplayState {
+    /// API-24, from a record and its state row.
+    pub fn new(file: FileRecord, local_state: Option<LocalFileState>) -> Self {
+        let has_local_copy = local_state
+            .as_ref()
+            .and_then(|s| s.local_hash)
+            .is_some_and(|h| h == file.content_hash);
+        let is_uploaded = file.remote_key.is_some();
+        let st = |f: fn(&LocalFileState) -> TransferStatus, want| {
+            local_state.as_ref().is_some_and(|s| f(s) == want)
+        };
+        Self {
+            can_display: has_local_copy || is_uploaded,
+            has_local_copy,
+            is_uploaded,
+            is_uploading: st(|s| s.upload_status, TransferStatus::InProgress),
+            is_downloading: st(|s| s.download_status, TransferStatus::InProgress),
+            is_upload_queued: st(|s| s.upload_status, TransferStatus::Queued),
+            is_download_queued: st(|s| s.download_status, TransferStatus::Queued),
+            file,
+            local_state,
+        }
+    }
+}
+
+/// Builds a [`FileSync`]. Required parts are arguments of [`FileSync::builder`].
+pub struct FileSyncBuilder {
+    store_id: StoreId,
+    fs: Arc<dyn FileSystem>,
+    store: Arc<dyn Store>,
+    remote: Option<Arc<dyn RemoteStorage>>,
+    options: Options,
+    preprocessors: Preprocessors,
+}
+
+impl std::fmt::Debug for FileSyncBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSyncBuilder")
+            .field("store_id", &self.store_id)
+            .field("remote", &self.remote)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileSyncBuilder {
+    /// Sync through this remote storage. Without it, the engine runs local-only (CFG-4).
+    pub fn with_remote(mut self, remote: Arc<dyn RemoteStorage>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Engine options (defaults: [`Options::default`]).
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Add a preprocessor for a MIME pattern (`image/png`, `image/*`, `*`, `*/*`).
+    pub fn with_preprocessor(mut self, pattern: &str, p: Arc<dyn Preprocessor>) -> Self {
+        self.preprocessors.insert(pattern, p);
+        self
+    }
+
+    /// Validate the options and start the engine: recovery, bootstrap if needed, the event
+    /// stream, and in remote mode the transfer workers, health loop and heartbeat.
+    pub async fn start(self) -> Result<FileSync> {
+        let o = &self.options;
+        if o.max_concurrent_uploads == 0 || o.max_concurrent_downloads == 0 {
+            return Err(Error::invalid(
+                "options",
+                "concurrency limits must be at least 1",
+            ));
+        }
+        if o.health_check_interval.is_zero() || o.transfer_timeout.is_zero() {
+            return Err(Error::invalid(
+                "options",
+                "health_check_interval and transfer_timeout must be positive",
+            ));
+        }
+        if o.max_stream_recovery_attempts == 0 {
+            return Err(Error::invalid(
+                "options",
+                "max_stream_recovery_attempts must be at least 1",
+            ));
+        }
+        let engine = Engine::new(
+            self.store_id,
+            self.fs,
+            self.store,
+            self.remote,
+            self.options,
+            self.preprocessors,
+        );
+        if let Err(e) = engine.run_sync_loop().await {
+            engine.emit(SyncEvent::SyncError {
+                error: e.to_string(),
+                context: Some("start".into()),
+            });
+            engine.shutdown().await;
+            return Err(e);
+        }
+        Ok(FileSync { engine })
+    }
+}
+
+/// Local-first file sync for one store: the handle users call. Cheap to clone.
+///
+/// Saving writes locally and commits events before any network work; the engine uploads,
+/// downloads and deletes in the background. Call [`shutdown`](Self::shutdown) to stop every
+/// task it started.
+#[derive(Debug, Clone)]
+pub struct FileSync {
+    engine: Arc<Engine>,
+}
+
+impl FileSync {
+    /// Start building: the store id (sanitised into paths and keys), the local filesystem and
+    /// the event store.
+    pub fn builder(
+        store_id: StoreId,
+        fs: Arc<dyn FileSystem>,
+        store: Arc<dyn Store>,
+    ) -> FileSyncBuilder {
+        FileSyncBuilder {
+            store_id,
+            fs,
+            store,
+            remote: None,
+            options: Options::default(),
+            preprocessors: Preprocessors::default(),
+        }
+    }
+
+    fn state_row(&self, id: &FileId, hash: ContentHash, path: &LocalPath) -> LocalFileState {
+        let remote = self.engine.remote.is_some();
+        LocalFileState {
+            file_id: id.clone(),
+            path: Some(path.clone()),
+            local_hash: Some(hash),
+            download_status: TransferStatus::Done,
+            upload_status: if remote {
+                TransferStatus::Queued
+            } else {
+                TransferStatus::Done
+            },
+            last_sync_error: String::new(),
+        }
+    }
+
+    /// Save a new file (API-3): preprocess, stream into the content store (hashed while
+    /// written), then commit `v1.FileCreated` and the state row in one commit. Returns before
+    /// any network work; the engine uploads in the background.
+    pub async fn save_file(&self, file: FileInput) -> Result<SaveResult> {
+        let processed = self.engine.preprocessors.apply(file).await?;
+        let mime = processed.file.mime_type.clone();
+        let put = self
+            .engine
+            .cas
+            .put(processed.file.body, Some(&mime))
+            .await?;
+        let metadata_json = serialize_metadata(processed.metadata, &mime, put.size);
+        let id = FileId::random();
+        let now = Timestamp::now();
+        self.engine
+            .store
+            .commit(vec![
+                Event::FileCreated(FileCreated {
+                    id: id.clone(),
+                    path: put.path.clone(),
+                    content_hash: put.hash,
+                    metadata_json: MetadataJson::from_row_value(metadata_json),
+                    created_at: now,
+                    updated_at: now,
+                }),
+                Event::LocalFileStateUpsert(self.state_row(&id, put.hash, &put.path)),
+            ])
+            .await?;
+        Ok(SaveResult {
+            file_id: id,
+            path: put.path,
+            content_hash: put.hash,
+        })
+    }
+
+    /// Replace a file's content (API-4). Unchanged content writes nothing. Old content is
+    /// removed locally and remotely only when no other file uses it (WEAK-6).
+    pub async fn update_file(&self, id: &FileId, file: FileInput) -> Result<SaveResult> {
+        let record = self
+            .engine
+            .store
+            .file(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format_args!("file {id}")))?;
+        let processed = self.engine.preprocessors.apply(file).await?;
+        let mime = processed.file.mime_type.clone();
+        let put = self
+            .engine
+            .cas
+            .put(processed.file.body, Some(&mime))
+            .await?;
+        if put.hash == record.content_hash {
+            return Ok(SaveResult {
+                file_id: id.clone(),
+                path: record.path,
+                content_hash: record.content_hash,
+            });
+        }
+        let metadata_json = serialize_metadata(processed.metadata, &mime, put.size);
+        self.engine
+            .store
+            .commit(vec![
+                Event::FileUpdated(FileUpdated {
+                    id: id.clone(),
+                    path: put.path.clone(),
+                    remote_key: None,
+                    content_hash: put.hash,
+                    metadata_json: MetadataJson::from_row_value(metadata_json),
+                    updated_at: Timestamp::now(),
+                }),
+                Event::LocalFileStateUpsert(self.state_row(id, put.hash, &put.path)),
+            ])
+            .await?;
+        drop(put.pin);
+        if let Err(e) = self.engine.release_local(&record).await {
+            tracing::warn!(%id, error = %e, "could not remove the old local content");
+        }
+        if let Some(key) = &record.remote_key {
+            self.engine.release_remote(key, &record.content_hash).await;
+        }
+        Ok(SaveResult {
+            file_id: id.clone(),
+            path: put.path,
+            content_hash: put.hash,
+        })
+    }
+
+    /// Delete a file (API-5): soft-delete the record, drop its state, and remove its local and
+    /// remote content unless another file uses it. Unknown ids are a no-op.
+    pub async fn delete_file(&self, id: &FileId) -> Result<()> {
+        let Some(record) = self.engine.store.file(id).await? else {
+            return Ok(());
+        };
+        if let Some(exec) = self.engine.executor() {
+            exec.cancel_download(id);
+        }
+        let mut events = vec![Event::FileDeleted(FileDeleted {
+            id: id.clone(),
+            deleted_at: Timestamp::now(),
+        })];
+        if self.engine.store.local_state(id).await?.is_some() {
+            events.push(Event::LocalFileStateRemove(LocalFileStateRemove {
+                file_id: id.clone(),
+            }));
+        }
+        self.engine.store.commit(events).await?;
+        if let Err(e) = self.engine.release_local(&record).await {
+            tracing::warn!(%id, error = %e, "could not remove local content");
+        }
+        if let Some(key) = &record.remote_key {
+            self.engine.release_remote(key, &record.content_hash).await;
+        }
+        Ok(())
+    }
+
+    /// Read a file's local content (API-6). [`Error::NotFound`] if the record or its local
+    /// bytes are missing.
+    pub async fn read_file(&self, id: &FileId) -> Result<FileContent> {
+        let record = self
+            .engine
+            .store
+            .file(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format_args!("file {id}")))?;
+        let size = self
+            .engine
+            .cas
+            .fs()
+            .stat(&record.path)
+            .await?
+            .map(|s| s.len)
+            .unwrap_or(0);
+        let (body, sidecar) = self.engine.cas.read(&record.content_hash).await?;
+        Ok(FileContent {
+            body,
+            mime_type: sidecar.mime_type().to_owned(),
+            size,
+            content_hash: record.content_hash,
+        })
+    }
+
+    /// The local URL of stored content, or `None` if it is not here (API-7, API-9).
+    pub async fn file_url(&self, path: &LocalPath) -> Result<Option<String>> {
+        use crate::fs::FileSystemExt;
+        if !self.engine.cas.fs().exists(path).await? {
+            return Ok(None);
+        }
+        Ok(Some(match &self.engine.options.local_path_root {
+            Some(root) => file_url(root, path),
+            None => path.to_string(),
+        }))
+    }
+
+    /// Where to display a file from (API-8): the local copy if present, else (remote mode) a
+    /// signed URL, prioritising its download on the way (EXE-6). `None` without a record or
+    /// any copy.
+    pub async fn resolve_file_url(&self, id: &FileId) -> Result<Option<FileUrl>> {
+        let engine = &self.engine;
+        let Some(record) = engine.store.file(id).await? else {
+            return Ok(None);
+        };
+        if engine.cas.contains(&record.content_hash).await?
+            && let Some(url) = self
+                .file_url(&engine.cas.path_of(&record.content_hash))
+                .await?
+        {
+            return Ok(Some(FileUrl::Local(url)));
+        }
+        let Some(remote) = &engine.remote else {
+            return Ok(None);
+        };
+        if engine.options.auto_prioritize_on_resolve
+            && let Some(exec) = engine.executor()
+        {
+            let state = engine.store.local_state(id).await?;
+            if state.is_some_and(|s| {
+                matches!(
+                    s.download_status,
+                    TransferStatus::Pending | TransferStatus::Queued
+                )
+            }) {
+                exec.prioritize_download(id);
+            }
+        }
+        let Some(key) = &record.remote_key else {
+            return Ok(None);
+        };
+        Ok(Some(FileUrl::Remote(remote.download_url(key).await?)))
+    }
+
+    /// API-24 for one file; `None` if there is no record.
+    pub async fn file_display_state(&self, id: &FileId) -> Result<Option<DisplayState>> {
+        let Some(record) = self.engine.store.file(id).await? else {
+            return Ok(None);
+        };
+        let state = self.engine.store.local_state(id).await?;
+        Ok(Some(DisplayState::new(record, state)))
+    }
+
+    /// Move a queued download to the front (API-10). No-op in local-only mode.
+    pub fn prioritize_download(&self, id: &FileId) {
+        if let Some(exec) = self.engine.executor() {
+            exec.prioritize_download(id);
+        }
+    }
+
+    /// Re-enqueue every queued row and restart the event stream from the cursor (API-12).
+    pub async fn trigger_sync(&self) -> Result<()> {
+        if self.engine.remote.is_some() {
+            self.engine.reenqueue_queued().await?;
+        }
+        self.engine.start_stream();
+        Ok(())
+    }
+
+    /// Re-queue every failed transfer (API-13); returns the ids. `[]` in local-only mode.
+    pub async fn retry_errors(&self) -> Result<Vec<FileId>> {
+        let Some(exec) = self.engine.executor() else {
+            return Ok(Vec::new());
+        };
+        let guard = self.engine.lock_state().await;
+        let mut ids = Vec::new();
+        let mut changes = Vec::new();
+        let mut enqueue = Vec::new();
+        for mut row in self.engine.store.local_states().await? {
+            let mut touched = false;
+            if row.upload_status == TransferStatus::Error {
+                row.upload_status = TransferStatus::Queued;
+                enqueue.push((TransferKind::Upload, row.file_id.clone()));
+                touched = true;
+            }
+            if row.download_status == TransferStatus::Error {
+                row.download_status = TransferStatus::Queued;
+                enqueue.push((TransferKind::Download, row.file_id.clone()));
+                touched = true;
+            }
+            if touched {
+                ids.push(row.file_id.clone());
+                changes.push(Event::LocalFileStateUpsert(row));
+            }
+        }
+        if !changes.is_empty() {
+            self.engine.store.commit(changes).await?;
+        }
+        drop(guard);
+        for (kind, id) in enqueue {
+            exec.enqueue(kind, id);
+        }
+        if !ids.is_empty() {
+            self.engine.emit(SyncEvent::Recovery {
+                from: crate::events::RecoveryFrom::ErrorRetry,
+            });
+        }
+        Ok(ids)
+    }
+
+    /// Whether the remote was reachable at the last probe (API-11); always true local-only.
+    pub fn is_online(&self) -> bool {
+        self.engine.is_online()
+    }
+
+    /// Wait until no transfer is queued or running.
+    pub async fn await_idle(&self) {
+        if let Some(exec) = self.engine.executor() {
+            exec.await_idle().await;
+        }
+    }
+
+    /// Every event from now on (EVT-1..10). A slow consumer that falls more than 4096 events
+    /// behind skips the oldest.
+    pub fn events(&self) -> impl Stream<Item = SyncEvent> + Send + 'static + use<> {
+        let rx = self.engine.events.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((ev, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// The store this instance syncs.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.engine.store
+    }
+
+    /// Stop every task and transfer this instance started. Idempotent.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
+    }
+}
+
+/// API-9: `file://` URL of a stored path under `root`.
+fn file_url(root: &str, path: &LocalPath) -> String {
+    let mut root = root.replace('\\', "/");
+    while root.ends_with('/') {
+        root.pop();
+    }
+    if !root.starts_with('/') {
+        root.insert(0, '/');
+    }
+    let joined = format!("{root}/{}", path.as_str().trim_start_matches('/'));
+    let mut collapsed = String::with_capacity(joined.len());
+    for c in joined.chars() {
+        if c == '/' && collapsed.ends_with('/') {
+            continue;
+        }
+        collapsed.push(c);
+    }
+    format!("file://{collapsed}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_9_file_url() {
+        let p = LocalPath::parse("livestore-filesync-files/s/h").unwrap();
+        assert_eq!(
+            file_url("tmp/filesync", &p),
+            "file:///tmp/filesync/livestore-filesync-files/s/h"
+        );
+        assert_eq!(
+            file_url("/a//b/", &p),
+            "file:///a/b/livestore-filesync-files/s/h"
+        );
+        assert_eq!(
+            file_url("C:\\data", &p),
+            "file:///C:/data/livestore-filesync-files/s/h"
+        );
+    }
+}

@@ -1,0 +1,748 @@
+//! The engine and API end to end on the in-process parts: MemoryFs/NativeFs,
+//! MemoryStore/SqliteStore and MemoryRemote (with faults). Intervals are shortened so the
+//! tests run in real time quickly; nothing asserts on timing.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use filesync_core::api::FileUrl;
+use filesync_core::engine::Options;
+use filesync_core::engine::executor::RetryPolicy;
+use filesync_core::events::SyncEvent;
+use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
+use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_type};
+use filesync_core::remote::{Fault, MemoryRemote};
+use filesync_core::schema::{EventSeq, FileMetadata, TransferStatus};
+use filesync_core::store::{MemoryStore, SqliteStore, Store};
+use filesync_core::types::{FileId, ObjectKey, StoreId};
+use filesync_core::{Error, FileSync};
+use futures::{Stream, StreamExt};
+
+fn store_id() -> StoreId {
+    StoreId::parse("test_store").unwrap()
+}
+
+fn fast() -> Options {
+    Options {
+        health_check_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(100),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(20),
+            max_elapsed: Duration::from_secs(10),
+            max_retries: 5,
+            jitter: 0.2,
+        },
+        transfer_timeout: Duration::from_millis(500),
+        ..Options::default()
+    }
+}
+
+struct Client {
+    sync: FileSync,
+    fs: Arc<dyn FileSystem>,
+    store: Arc<dyn Store>,
+}
+
+async fn client(remote: Option<&MemoryRemote>) -> Client {
+    client_on(
+        Arc::new(MemoryFs::new()),
+        Arc::new(MemoryStore::new()),
+        remote,
+    )
+    .await
+}
+
+async fn client_on(
+    fs: Arc<dyn FileSystem>,
+    store: Arc<dyn Store>,
+    remote: Option<&MemoryRemote>,
+) -> Client {
+    let mut b =
+        FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store)).with_options(fast());
+    if let Some(r) = remote {
+        b = b.with_remote(Arc::new(r.clone()));
+    }
+    Client {
+        sync: b.start().await.unwrap(),
+        fs,
+        store,
+    }
+}
+
+fn text(name: &str, body: &str) -> FileInput {
+    FileInput::from_bytes(name, "text/plain", body.as_bytes().to_vec())
+}
+
+/// Wait (up to 10 s) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = filesync_core::rt::Instant::now() + Duration::from_secs(10);
+    while filesync_core::rt::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        filesync_core::rt::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn collect_events(events: impl Stream<Item = SyncEvent>, ms: u64) -> Vec<SyncEvent> {
+    let mut out = Vec::new();
+    let mut events = std::pin::pin!(events);
+    let _ = tokio::time::timeout(Duration::from_millis(ms), async {
+        while let Some(e) = events.next().await {
+            out.push(e);
+        }
+    })
+    .await;
+    out
+}
+
+/// Copy the synced events of `from` after `after` into `to`, as the relay will. Returns the
+/// new position.
+async fn forward(from: &Arc<dyn Store>, to: &Arc<dyn Store>, after: EventSeq) -> EventSeq {
+    let events = from.events_after(after, 1000).await.unwrap();
+    let last = events.last().map_or(after, |e| e.seq);
+    if !events.is_empty() {
+        to.commit(events.into_iter().map(|e| e.event).collect())
+            .await
+            .unwrap();
+    }
+    last
+}
+
+async fn state(c: &Client, id: &FileId) -> (TransferStatus, TransferStatus) {
+    let s = c.store.local_state(id).await.unwrap().unwrap();
+    (s.upload_status, s.download_status)
+}
+
+/// CFG-4, API-3, API-6, TST-2: local-only saves locally, marks done/done, makes no remote call.
+#[tokio::test]
+async fn cfg_4_local_only_save_read_update_delete() {
+    let c = client(None).await;
+    let saved = c.sync.save_file(text("a.txt", "hello")).await.unwrap();
+    assert_eq!(
+        saved.content_hash,
+        filesync_core::hash::hash_bytes(b"hello")
+    );
+    assert_eq!(
+        saved.path.as_str(),
+        format!("livestore-filesync-files/test_store/{}", saved.content_hash)
+    );
+    let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.remote_key, rec.metadata_json),
+        (None, None),
+        "TST-2: metadataJson null"
+    );
+    assert_eq!(
+        state(&c, &saved.file_id).await,
+        (TransferStatus::Done, TransferStatus::Done)
+    );
+    let content = c.sync.read_file(&saved.file_id).await.unwrap();
+    assert_eq!(content.mime_type, "text/plain");
+    assert_eq!(collect_stream(content.body).await.unwrap(), "hello");
+    assert!(c.sync.is_online());
+    assert_eq!(c.sync.retry_errors().await.unwrap(), Vec::<FileId>::new());
+
+    // API-4: update writes the new content and removes the old path.
+    let up = c
+        .sync
+        .update_file(&saved.file_id, text("a.txt", "hello v2"))
+        .await
+        .unwrap();
+    assert!(
+        !c.fs.exists(&saved.path).await.unwrap(),
+        "old content removed"
+    );
+    assert!(c.fs.exists(&up.path).await.unwrap());
+    let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!((rec.content_hash, rec.remote_key), (up.content_hash, None));
+    // Same content again: nothing changes.
+    let same = c
+        .sync
+        .update_file(&saved.file_id, text("a.txt", "hello v2"))
+        .await
+        .unwrap();
+    assert_eq!(same, up);
+
+    // API-5: soft delete, local content removed, state row removed.
+    c.sync.delete_file(&saved.file_id).await.unwrap();
+    let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    assert!(rec.is_deleted());
+    assert!(!c.fs.exists(&up.path).await.unwrap());
+    assert!(c.store.local_state(&saved.file_id).await.unwrap().is_none());
+    c.sync
+        .delete_file(&FileId::parse("unknown").unwrap())
+        .await
+        .unwrap();
+    let err = c
+        .sync
+        .update_file(&FileId::parse("unknown").unwrap(), text("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    c.sync.shutdown().await;
+}
+
+/// ENG-3, ENG-13, KEY-1, EVT-7, EVT-8: a save is uploaded in the background and its key published.
+#[tokio::test]
+async fn eng_13_save_uploads_and_publishes_key() {
+    let remote = MemoryRemote::new();
+    let c = client(Some(&remote)).await;
+    let events = c.sync.events();
+    let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
+    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    eventually("the upload", || async {
+        c.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    c.sync.await_idle().await;
+    let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!(rec.remote_key, Some(key.clone()));
+    assert_eq!(remote.object(&key).unwrap(), "upload me");
+    assert_eq!(
+        state(&c, &saved.file_id).await,
+        (TransferStatus::Done, TransferStatus::Done)
+    );
+    let seen = collect_events(events, 100).await;
+    let kinds: Vec<&str> = seen.iter().map(SyncEvent::kind).collect();
+    for k in [
+        "sync:start",
+        "sync:complete",
+        "upload:start",
+        "upload:progress",
+        "upload:complete",
+    ] {
+        assert!(kinds.contains(&k), "missing {k} in {kinds:?}");
+    }
+    let progress = seen.iter().find(|e| e.kind() == "upload:progress").unwrap();
+    let json = progress.to_json();
+    assert!(
+        json.contains(r#""progress":{"kind":"upload","fileId":"#)
+            && json.contains(r#""status":"inProgress","loaded":9,"total":9"#),
+        "{json}"
+    );
+    let display = c
+        .sync
+        .file_display_state(&saved.file_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(display.can_display && display.has_local_copy && display.is_uploaded);
+    c.sync.shutdown().await;
+}
+
+/// ENG-4, ENG-12, TST-1: a record with a remote key but no local bytes is downloaded on another
+/// client, verified, and readable with the same hash.
+#[tokio::test]
+async fn eng_12_second_client_downloads() {
+    let remote = MemoryRemote::new();
+    let a = client(Some(&remote)).await;
+    let b = client(Some(&remote)).await;
+    let saved = a
+        .sync
+        .save_file(text("a.txt", "shared bytes"))
+        .await
+        .unwrap();
+    eventually("upload on A", || async {
+        a.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    eventually("download on B", || async {
+        b.store
+            .local_state(&saved.file_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.download_status == TransferStatus::Done)
+    })
+    .await;
+    let content = b.sync.read_file(&saved.file_id).await.unwrap();
+    assert_eq!(content.content_hash, saved.content_hash);
+    assert_eq!(collect_stream(content.body).await.unwrap(), "shared bytes");
+    assert_eq!(
+        content.mime_type, "text/plain",
+        "WEAK-17: the MIME type survives the trip"
+    );
+    assert!(matches!(
+        a.sync.resolve_file_url(&saved.file_id).await.unwrap(),
+        Some(FileUrl::Local(_))
+    ));
+    a.sync.shutdown().await;
+    b.sync.shutdown().await;
+}
+
+/// WEAK-5: corrupted and cut downloads are rejected and retried; no wrong bytes are ever visible.
+#[tokio::test]
+async fn weak_5_corrupt_download_is_retried_never_stored() {
+    let remote = MemoryRemote::new();
+    let a = client(Some(&remote)).await;
+    let saved = a
+        .sync
+        .save_file(text("a.txt", "genuine content"))
+        .await
+        .unwrap();
+    eventually("upload", || async {
+        a.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    remote.push_fault(Fault::Corrupt);
+    remote.push_fault(Fault::CutAt(3));
+    let b = client(Some(&remote)).await;
+    let events = b.sync.events();
+    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    eventually("verified download", || async {
+        b.store
+            .local_state(&saved.file_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.download_status == TransferStatus::Done)
+    })
+    .await;
+    let content = b.sync.read_file(&saved.file_id).await.unwrap();
+    assert_eq!(
+        collect_stream(content.body).await.unwrap(),
+        "genuine content"
+    );
+    let listed =
+        b.fs.list_files_recursive(&filesync_core::schema::store_root(&store_id()))
+            .await
+            .unwrap();
+    let names: Vec<String> = listed.iter().map(|p| p.file_name().to_owned()).collect();
+    assert_eq!(
+        names,
+        [
+            saved.content_hash.to_string(),
+            format!("{}.meta.json", saved.content_hash)
+        ]
+    );
+    let errors: Vec<SyncEvent> = collect_events(events, 50)
+        .await
+        .into_iter()
+        .filter(|e| e.kind() == "download:error")
+        .collect();
+    assert_eq!(errors.len(), 2, "one error per bad attempt: {errors:?}");
+    assert!(
+        errors[0].to_json().contains("hash mismatch"),
+        "{:?}",
+        errors[0]
+    );
+    a.sync.shutdown().await;
+    b.sync.shutdown().await;
+}
+
+/// WEAK-14: a transfer that hangs times out and completes on retry.
+#[tokio::test]
+async fn weak_14_hung_upload_times_out_then_completes() {
+    let remote = MemoryRemote::new();
+    remote.push_fault(Fault::Hang);
+    let c = client(Some(&remote)).await;
+    let saved = c.sync.save_file(text("h", "after a hang")).await.unwrap();
+    eventually("upload after timeout", || async {
+        c.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    assert!(remote.calls("upload") >= 2);
+    c.sync.shutdown().await;
+}
+
+/// NET-1, NET-3, NET-4, EVT-10, TST-1: a failed upload while the remote is down takes the
+/// client offline; when health returns it goes online and finishes the queued work.
+#[tokio::test]
+async fn net_1_offline_then_online_resumes_uploads() {
+    let remote = MemoryRemote::new();
+    let c = client(Some(&remote)).await;
+    let events = c.sync.events();
+    remote.set_offline(true);
+    let saved = c.sync.save_file(text("o", "made offline")).await.unwrap();
+    eventually("offline", || async { !c.sync.is_online() }).await;
+    remote.set_offline(false);
+    eventually("online and uploaded", || async {
+        c.sync.is_online()
+            && c.store
+                .file(&saved.file_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .remote_key
+                .is_some()
+    })
+    .await;
+    let kinds: Vec<&str> = collect_events(events, 50)
+        .await
+        .iter()
+        .map(SyncEvent::kind)
+        .collect();
+    let off = kinds.iter().position(|k| *k == "offline").unwrap();
+    let on = kinds.iter().position(|k| *k == "online").unwrap();
+    assert!(off < on, "{kinds:?}");
+    c.sync.shutdown().await;
+}
+
+/// WEAK-11, ENG-18, EVT-6: a restart with rows left inProgress, queued or in error finishes them.
+#[tokio::test]
+async fn weak_11_restart_finishes_stuck_rows() {
+    let remote = MemoryRemote::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    // First run: offline the whole time, so every upload fails into "error" and stays there.
+    remote.set_offline(true);
+    let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
+    let ids: Vec<FileId> = futures::future::join_all(
+        (0..3).map(|n| first.sync.save_file(text("f", &format!("file {n}")))),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().file_id)
+    .collect();
+    eventually("first run went offline", || async {
+        !first.sync.is_online()
+    })
+    .await;
+    first.sync.shutdown().await;
+    // Leave one row inProgress, one queued, one error, as a crash would.
+    for (id, status) in ids.iter().zip([
+        TransferStatus::InProgress,
+        TransferStatus::Queued,
+        TransferStatus::Error,
+    ]) {
+        let mut row = store.local_state(id).await.unwrap().unwrap();
+        row.upload_status = status;
+        row.last_sync_error = if status == TransferStatus::Error {
+            "boom".into()
+        } else {
+            String::new()
+        };
+        store
+            .commit(vec![filesync_core::schema::Event::LocalFileStateUpsert(
+                row,
+            )])
+            .await
+            .unwrap();
+    }
+    remote.set_offline(false);
+    let second = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
+    eventually("every file uploaded after restart", || async {
+        let mut all = true;
+        for id in &ids {
+            all &= store.file(id).await.unwrap().unwrap().remote_key.is_some();
+        }
+        all
+    })
+    .await;
+    second.sync.await_idle().await;
+    for id in &ids {
+        let s = store.local_state(id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.upload_status, s.last_sync_error.as_str()),
+            (TransferStatus::Done, "")
+        );
+    }
+    second.sync.shutdown().await;
+}
+
+/// WEAK-6, WEAK-25: two files with the same bytes share one object; deleting one keeps the
+/// content locally and remotely; deleting both removes it.
+#[tokio::test]
+async fn weak_6_shared_content_survives_one_delete() {
+    let remote = MemoryRemote::new();
+    let c = client(Some(&remote)).await;
+    let one = c.sync.save_file(text("1", "same")).await.unwrap();
+    let two = c.sync.save_file(text("2", "same")).await.unwrap();
+    assert_eq!(one.path, two.path);
+    eventually("both uploaded", || async {
+        c.store
+            .file(&one.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+            && c.store
+                .file(&two.file_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .remote_key
+                .is_some()
+    })
+    .await;
+    let key = ObjectKey::for_content(&store_id(), &one.content_hash);
+    c.sync.delete_file(&one.file_id).await.unwrap();
+    assert!(
+        c.fs.exists(&two.path).await.unwrap(),
+        "local content of the other file kept"
+    );
+    assert!(
+        remote.object(&key).is_some(),
+        "remote object of the other file kept"
+    );
+    c.sync.delete_file(&two.file_id).await.unwrap();
+    assert!(!c.fs.exists(&two.path).await.unwrap());
+    assert!(remote.object(&key).is_none());
+    c.sync.shutdown().await;
+}
+
+/// TST-3: a file deleted while its upload is in flight leaves the remote empty.
+#[tokio::test]
+async fn tst_3_delete_during_upload_leaves_remote_empty() {
+    let remote = MemoryRemote::new();
+    remote.push_fault(Fault::Hang); // first attempt hangs until the timeout
+    let c = client(Some(&remote)).await;
+    let saved = c.sync.save_file(text("d", "short-lived")).await.unwrap();
+    eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
+    c.sync.delete_file(&saved.file_id).await.unwrap();
+    c.sync.await_idle().await;
+    assert!(remote.keys().is_empty(), "{:?}", remote.keys());
+    c.sync.shutdown().await;
+}
+
+/// WEAK-12: content updated during an upload never gets the old key; the new content is
+/// uploaded and published under its own key.
+#[tokio::test]
+async fn weak_12_update_during_upload_publishes_the_right_key() {
+    let remote = MemoryRemote::new();
+    remote.push_fault(Fault::Hang);
+    let c = client(Some(&remote)).await;
+    let saved = c.sync.save_file(text("u", "version one")).await.unwrap();
+    eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
+    let updated = c
+        .sync
+        .update_file(&saved.file_id, text("u", "version two"))
+        .await
+        .unwrap();
+    let new_key = ObjectKey::for_content(&store_id(), &updated.content_hash);
+    eventually("new content published", || async {
+        c.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .as_ref()
+            == Some(&new_key)
+    })
+    .await;
+    c.sync.await_idle().await;
+    let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!(rec.content_hash, updated.content_hash);
+    assert_eq!(remote.object(&new_key).unwrap(), "version two");
+    c.sync.shutdown().await;
+}
+
+/// ENG-9, TST-1: after start the cursor equals the head; restart does not bootstrap again.
+#[tokio::test]
+async fn eng_9_bootstrap_sets_cursor_to_head() {
+    let remote = MemoryRemote::new();
+    let a = client(Some(&remote)).await;
+    let s1 = a.sync.save_file(text("1", "one")).await.unwrap();
+    a.sync.save_file(text("2", "two")).await.unwrap();
+    eventually("uploads", || async {
+        a.store
+            .file(&s1.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    a.sync.await_idle().await;
+    // A fresh client whose store already holds the log (e.g. restored): bootstrap enqueues
+    // downloads for both and sets the cursor to the head.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    forward(&a.store, &store, EventSeq::ROOT).await;
+    let head = store.head().await.unwrap();
+    let b = client_on(Arc::new(MemoryFs::new()), Arc::clone(&store), Some(&remote)).await;
+    assert_eq!(store.cursor().await.unwrap().last_event_sequence, head);
+    eventually("both downloaded", || async {
+        let states = store.local_states().await.unwrap();
+        states.len() == 2
+            && states
+                .iter()
+                .all(|s| s.download_status == TransferStatus::Done)
+    })
+    .await;
+    a.sync.shutdown().await;
+    b.sync.shutdown().await;
+}
+
+struct Upper;
+
+#[async_trait]
+impl Preprocessor for Upper {
+    async fn process(&self, file: FileInput) -> filesync_core::Result<Processed> {
+        let data = collect_stream(file.body).await?;
+        let upper = String::from_utf8_lossy(&data).to_uppercase();
+        Ok(Processed {
+            file: FileInput::from_bytes(file.name, "text/x-upper", upper.into_bytes()),
+            metadata: Some(FileMetadata {
+                custom: Some(serde_json::Map::from_iter([("by".into(), "upper".into())])),
+                ..FileMetadata::default()
+            }),
+        })
+    }
+}
+
+struct Broken;
+
+#[async_trait]
+impl Preprocessor for Broken {
+    async fn process(&self, _file: FileInput) -> filesync_core::Result<Processed> {
+        Err(Error::InvalidInput {
+            what: "image",
+            reason: "cannot decode".into(),
+        })
+    }
+}
+
+/// PRE-1..6, TST-2: preprocessors by precedence, metadata serialised with mimeType and
+/// sizeBytes, failures become `Preprocessor` errors with nothing written.
+#[tokio::test]
+async fn pre_preprocessors_apply_with_precedence() {
+    assert!(match_mime_type("image/*", " IMAGE/PNG "));
+    assert!(match_mime_type("*/*", "x"));
+    assert!(!match_mime_type("image/png", "image/jpeg"));
+    let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sync = FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store))
+        .with_preprocessor("text/*", Arc::new(Upper))
+        .with_preprocessor("*", Arc::new(Broken))
+        .with_preprocessor("text/plain", Arc::new(Upper))
+        .start()
+        .await
+        .unwrap();
+    let saved = sync.save_file(text("t", "shout")).await.unwrap();
+    let rec = store.file(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!(
+        saved.content_hash,
+        filesync_core::hash::hash_bytes(b"SHOUT")
+    );
+    assert_eq!(
+        rec.metadata_json.as_deref(),
+        Some(r#"{"mimeType":"text/x-upper","sizeBytes":5,"custom":{"by":"upper"}}"#)
+    );
+    let err = sync
+        .save_file(FileInput::from_bytes("p.png", "image/png", vec![1, 2, 3]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Preprocessor { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("preprocessor failed for p.png"),
+        "{err}"
+    );
+    assert_eq!(store.files().await.unwrap().len(), 1, "nothing written");
+    sync.shutdown().await;
+}
+
+/// EVT-1..10: the JSON of every event matches the original's shapes.
+#[test]
+fn evt_json_shapes() {
+    use filesync_core::events::*;
+    let id = FileId::parse("f").unwrap();
+    let cases = [
+        (SyncEvent::SyncStart, r#"{"type":"sync:start"}"#),
+        (
+            SyncEvent::SyncError {
+                error: "e".into(),
+                context: Some("event:v1.FileCreated".into()),
+            },
+            r#"{"type":"sync:error","error":"e","context":"event:v1.FileCreated"}"#,
+        ),
+        (
+            SyncEvent::StreamError {
+                error: "e".into(),
+                attempt: 1,
+            },
+            r#"{"type":"sync:stream-error","error":"e","attempt":1}"#,
+        ),
+        (
+            SyncEvent::StreamExhausted {
+                error: "e".into(),
+                attempts: 5,
+            },
+            r#"{"type":"sync:stream-exhausted","error":"e","attempts":5}"#,
+        ),
+        (
+            SyncEvent::Recovery {
+                from: RecoveryFrom::ErrorRetry,
+            },
+            r#"{"type":"sync:recovery","from":"error-retry"}"#,
+        ),
+        (
+            SyncEvent::HeartbeatRecovery {
+                reason: HeartbeatReason::StreamStalled,
+            },
+            r#"{"type":"sync:heartbeat-recovery","reason":"stream-stalled"}"#,
+        ),
+        (
+            SyncEvent::ErrorRetryStart {
+                file_ids: vec![id.clone()],
+            },
+            r#"{"type":"sync:error-retry-start","fileIds":["f"]}"#,
+        ),
+        (
+            SyncEvent::UploadError {
+                file_id: id.clone(),
+                error: "x".into(),
+            },
+            r#"{"type":"upload:error","fileId":"f","error":"x"}"#,
+        ),
+        (
+            SyncEvent::DownloadProgress {
+                file_id: id.clone(),
+                progress: TransferProgress {
+                    kind: TransferKind::Download,
+                    file_id: id.clone(),
+                    status: "inProgress",
+                    loaded: 1,
+                    total: 0,
+                },
+            },
+            r#"{"type":"download:progress","fileId":"f","progress":{"kind":"download","fileId":"f","status":"inProgress","loaded":1,"total":0}}"#,
+        ),
+        (
+            SyncEvent::TransferExhausted {
+                kind: TransferKind::Upload,
+                file_id: id,
+                error: "x".into(),
+            },
+            r#"{"type":"transfer:exhausted","kind":"upload","fileId":"f","error":"x"}"#,
+        ),
+        (SyncEvent::Offline, r#"{"type":"offline"}"#),
+    ];
+    for (event, json) in cases {
+        assert_eq!(event.to_json(), json);
+    }
+}
