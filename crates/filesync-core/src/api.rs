@@ -116,6 +116,7 @@ pub struct FileSyncBuilder {
     remote: Option<Arc<dyn RemoteStorage>>,
     options: Options,
     preprocessors: Preprocessors,
+    leadership: Option<Arc<dyn crate::sync::Leadership>>,
 }
 
 impl std::fmt::Debug for FileSyncBuilder {
@@ -138,6 +139,14 @@ impl FileSyncBuilder {
     /// Engine options (defaults: [`Options::default`]).
     pub fn with_options(mut self, options: Options) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Elect one leader among engines of the same store (e.g. [`crate::sync::FileLock`] on
+    /// the store directory). Only the leader follows events, probes health and transfers;
+    /// every engine can save, update and delete. Without it, this engine always leads.
+    pub fn with_leadership(mut self, leadership: Arc<dyn crate::sync::Leadership>) -> Self {
+        self.leadership = Some(leadership);
         self
     }
 
@@ -177,13 +186,20 @@ impl FileSyncBuilder {
             self.options,
             self.preprocessors,
         );
-        if let Err(e) = engine.run_sync_loop().await {
-            engine.emit(SyncEvent::SyncError {
-                error: e.to_string(),
-                context: Some("start".into()),
-            });
-            engine.shutdown().await;
-            return Err(e);
+        match self.leadership {
+            None => {
+                if let Err(e) = engine.run_sync_loop().await {
+                    engine.emit(SyncEvent::SyncError {
+                        error: e.to_string(),
+                        context: Some("start".into()),
+                    });
+                    engine.shutdown().await;
+                    return Err(e);
+                }
+            }
+            Some(leadership) => {
+                engine.spawn_task(Engine::lead(Arc::downgrade(&engine), leadership));
+            }
         }
         Ok(FileSync { engine })
     }
@@ -214,6 +230,7 @@ impl FileSync {
             remote: None,
             options: Options::default(),
             preprocessors: Preprocessors::default(),
+            leadership: None,
         }
     }
 

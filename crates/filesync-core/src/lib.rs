@@ -18,6 +18,7 @@ pub mod remote;
 pub mod rt;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod types;
 
 #[cfg(feature = "testing")]

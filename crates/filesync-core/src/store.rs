@@ -39,6 +39,10 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// How often [`subscribe`] re-reads the log when no notification came: commits made through
+/// another connection to the same file (another process) do not notify this one.
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The most events [`Store::events_after`] returns at once.
 pub const MAX_READ_BATCH: usize = 1000;
 
@@ -77,7 +81,8 @@ pub trait Store: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
 }
 
 /// Follow the log from `after`: a stream of non-empty batches of synced events, in order,
-/// waiting for new commits when it has caught up. Ends only if the store is dropped.
+/// waiting for new commits when it has caught up (and re-reading every [`POLL_INTERVAL`], to
+/// see other processes' commits). Ends only if the store is dropped.
 pub fn subscribe(
     store: Arc<dyn Store>,
     after: EventSeq,
@@ -98,7 +103,11 @@ pub fn subscribe(
                     return Some((Ok(batch), Some((store, after, Some(rx)))));
                 }
                 Ok(_) => {
-                    if rx.changed().await.is_err() {
+                    let changed = std::pin::pin!(rx.changed());
+                    let poll = std::pin::pin!(crate::rt::sleep(POLL_INTERVAL));
+                    if let futures::future::Either::Left((Err(_), _)) =
+                        futures::future::select(changed, poll).await
+                    {
                         return None;
                     }
                 }

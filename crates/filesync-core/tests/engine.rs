@@ -746,3 +746,71 @@ fn evt_json_shapes() {
         assert_eq!(event.to_json(), json);
     }
 }
+
+/// ENG-15..17, WEAK-13: two engines on one directory and one SQLite file elect one leader with
+/// a file lock; only the leader transfers; the other takes over when the leader stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
+    use filesync_core::sync::FileLock;
+    let dir = tempfile::tempdir().unwrap();
+    let remote = MemoryRemote::new();
+    let lock = || {
+        Arc::new(
+            FileLock::new(dir.path().join("filesync.lock"))
+                .with_poll_interval(Duration::from_millis(20)),
+        )
+    };
+    let open = |leader: Arc<FileLock>| {
+        let remote = remote.clone();
+        let path = dir.path().to_path_buf();
+        async move {
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(path.join("store.sqlite")).await.unwrap());
+            let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::new(&path));
+            let sync = FileSync::builder(store_id(), fs, Arc::clone(&store))
+                .with_remote(Arc::new(remote))
+                .with_options(fast())
+                .with_leadership(leader)
+                .start()
+                .await
+                .unwrap();
+            (sync, store)
+        }
+    };
+    let (a, store) = open(lock()).await;
+    eventually("A leads", || async { remote.calls("health") > 0 }).await;
+    let (b, _) = open(lock()).await;
+    // B is a follower: it can save, but A (the leader) uploads.
+    let first = b
+        .save_file(text("b1", "saved by the follower"))
+        .await
+        .unwrap();
+    eventually("leader uploads the follower's file", || async {
+        store
+            .file(&first.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    assert_eq!(remote.calls("upload"), 1, "exactly one engine uploaded");
+    a.shutdown().await;
+    let second = b
+        .save_file(text("b2", "saved after failover"))
+        .await
+        .unwrap();
+    eventually("B took over and uploads", || async {
+        store
+            .file(&second.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    assert_eq!(remote.calls("upload"), 2);
+    b.shutdown().await;
+}

@@ -109,6 +109,8 @@ pub(crate) struct Engine {
     /// the transfer tasks, so one never overwrites the other's newer status.
     state_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<Task>>,
+    /// Tasks that run only while this engine is the leader (health loop, heartbeat).
+    leader_tasks: Mutex<Vec<Task>>,
     self_ref: Weak<Engine>,
 }
 
@@ -181,6 +183,7 @@ impl Engine {
             stream_attempts: AtomicU32::new(0),
             state_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::default(),
+            leader_tasks: Mutex::default(),
             self_ref: weak.clone(),
             options,
         });
@@ -217,11 +220,93 @@ impl Engine {
         }
     }
 
-    fn spawn_task(&self, fut: impl std::future::Future<Output = ()> + rt::MaybeSend + 'static) {
+    pub(crate) fn spawn_task(
+        &self,
+        fut: impl std::future::Future<Output = ()> + rt::MaybeSend + 'static,
+    ) {
         let task = rt::spawn(fut);
         let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
+    }
+
+    fn spawn_leader_task(
+        &self,
+        fut: impl std::future::Future<Output = ()> + rt::MaybeSend + 'static,
+    ) {
+        let task = rt::spawn(fut);
+        let mut tasks = lock(&self.leader_tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Run as the leader whenever `leadership` grants it (ENG-16), and step down when it is
+    /// lost (ENG-17). Runs until shutdown.
+    pub(crate) async fn lead(weak: Weak<Engine>, leadership: Arc<dyn crate::sync::Leadership>) {
+        loop {
+            let mut guard = match leadership.acquire().await {
+                Ok(g) => g,
+                Err(e) => {
+                    if let Some(engine) = weak.upgrade() {
+                        engine.emit(SyncEvent::SyncError {
+                            error: e.to_string(),
+                            context: Some("start".into()),
+                        });
+                    }
+                    rt::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            {
+                let Some(engine) = weak.upgrade() else { return };
+                if engine.stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Err(e) = engine.run_sync_loop().await {
+                    engine.emit(SyncEvent::SyncError {
+                        error: e.to_string(),
+                        context: Some("start".into()),
+                    });
+                }
+            }
+            guard.lost().await;
+            let Some(engine) = weak.upgrade() else { return };
+            engine.step_down().await;
+        }
+    }
+
+    /// ENG-17: pause, interrupt in-flight transfers and reset them to `queued`, stop the stream
+    /// and the leader-only loops.
+    pub(crate) async fn step_down(&self) {
+        let tasks: Vec<Task> = lock(&self.leader_tasks).drain(..).collect();
+        for t in tasks {
+            t.shutdown().await;
+        }
+        if let Some(t) = lock(&self.stream).task.take() {
+            t.abort();
+        }
+        let Some(exec) = self.executor() else { return };
+        exec.pause();
+        let interrupted = exec.interrupt_inflight();
+        let _guard = self.lock_state().await;
+        let mut changes = Vec::new();
+        for (kind, id) in interrupted {
+            if let Ok(Some(mut row)) = self.store.local_state(&id).await {
+                let s = match kind {
+                    TransferKind::Upload => &mut row.upload_status,
+                    TransferKind::Download => &mut row.download_status,
+                };
+                if *s == TransferStatus::InProgress {
+                    *s = TransferStatus::Queued;
+                    changes.push(Event::LocalFileStateUpsert(row));
+                }
+            }
+        }
+        if !changes.is_empty()
+            && let Err(e) = self.store.commit(changes).await
+        {
+            tracing::warn!(error = %e, "could not reset interrupted transfers");
+        }
     }
 
     // ---- local state manager (ENG-1) -------------------------------------------------
@@ -901,7 +986,7 @@ impl Engine {
         if self.remote.is_some() {
             let weak = Arc::downgrade(self);
             let period = self.options.health_check_interval;
-            self.spawn_task(async move {
+            self.spawn_leader_task(async move {
                 let mut ticks = rt::interval(period);
                 while ticks.next().await.is_some() {
                     let Some(engine) = weak.upgrade() else { return };
@@ -912,7 +997,7 @@ impl Engine {
         if !self.options.heartbeat_interval.is_zero() {
             let weak = Arc::downgrade(self);
             let period = self.options.heartbeat_interval;
-            self.spawn_task(async move {
+            self.spawn_leader_task(async move {
                 let mut ticks = rt::interval(period);
                 while ticks.next().await.is_some() {
                     let Some(engine) = weak.upgrade() else { return };
@@ -1078,7 +1163,10 @@ impl Engine {
         if let Some(t) = stream {
             t.shutdown().await;
         }
-        let tasks: Vec<Task> = lock(&self.tasks).drain(..).collect();
+        let tasks: Vec<Task> = lock(&self.tasks)
+            .drain(..)
+            .chain(lock(&self.leader_tasks).drain(..))
+            .collect();
         for t in tasks {
             t.shutdown().await;
         }
