@@ -117,6 +117,7 @@ pub struct FileSyncBuilder {
     options: Options,
     preprocessors: Preprocessors,
     leadership: Option<Arc<dyn crate::sync::Leadership>>,
+    relay: Option<Arc<dyn crate::sync::EventExchange>>,
 }
 
 impl std::fmt::Debug for FileSyncBuilder {
@@ -139,6 +140,13 @@ impl FileSyncBuilder {
     /// Engine options (defaults: [`Options::default`]).
     pub fn with_options(mut self, options: Options) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Exchange file events with other devices through this relay (the leader pushes local
+    /// events, pulls remote ones and rebases). Without it, events stay in the local store.
+    pub fn with_relay(mut self, relay: Arc<dyn crate::sync::EventExchange>) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -183,6 +191,7 @@ impl FileSyncBuilder {
             self.fs,
             self.store,
             self.remote,
+            self.relay,
             self.options,
             self.preprocessors,
         );
@@ -231,6 +240,7 @@ impl FileSync {
             options: Options::default(),
             preprocessors: Preprocessors::default(),
             leadership: None,
+            relay: None,
         }
     }
 

@@ -78,6 +78,20 @@ pub trait Store: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     async fn head(&self) -> Result<EventSeq>;
     /// A receiver that changes to the new head whenever synced events are appended.
     fn watch(&self) -> watch::Receiver<EventSeq>;
+
+    /// This store's client id: random, stable for the life of the store, sent as `clientId`.
+    async fn client_id(&self) -> Result<String>;
+    /// The last position the relay acknowledged (`e0` if never synced). Synced events after it
+    /// are pending: committed here, not yet ordered by the relay.
+    async fn confirmed(&self) -> Result<EventSeq>;
+    /// Record that the relay acknowledged every event up to `seq` (at most the head).
+    async fn confirm(&self, seq: EventSeq) -> Result<()>;
+    /// Insert events other clients committed, which the relay ordered right after
+    /// [`confirmed`](Store::confirmed), and move the confirmed position past them. Pending local
+    /// events are rebased after them (renumbered, tables rebuilt, and the cursor rewound to the
+    /// old confirmed position so the engine sees every event in the new order). Atomic.
+    /// Returns whether pending events were rebased.
+    async fn apply_remote(&self, events: Vec<Event>) -> Result<bool>;
 }
 
 /// Follow the log from `after`: a stream of non-empty batches of synced events, in order,
@@ -117,12 +131,70 @@ pub fn subscribe(
     crate::rt::boxed_stream(stream)
 }
 
-/// The table operations [`commit_batch`] needs; implemented by each store's transaction.
+/// The table operations [`commit_batch`] and [`rebase_batch`] need; implemented by each
+/// store's transaction.
 pub(crate) trait Tables {
     fn file(&mut self, id: &FileId) -> Result<Option<FileRecord>>;
     fn head(&mut self) -> Result<EventSeq>;
     fn append(&mut self, seq: EventSeq, event: &Event) -> Result<()>;
     fn apply(&mut self, mutation: Mutation) -> Result<()>;
+    fn log_after(&mut self, seq: EventSeq) -> Result<Vec<StoredEvent>>;
+    fn truncate_after(&mut self, seq: EventSeq) -> Result<()>;
+    fn clear_files(&mut self) -> Result<()>;
+    fn confirmed(&mut self) -> Result<EventSeq>;
+    fn set_confirmed(&mut self, seq: EventSeq) -> Result<()>;
+    fn cursor(&mut self) -> Result<FileSyncCursor>;
+}
+
+fn apply_event<T: Tables>(tables: &mut T, event: &Event) -> Result<()> {
+    let current = match event.file_id() {
+        Some(id) => tables.file(id)?,
+        None => None,
+    };
+    tables.apply(materialize(event, current.as_ref()))
+}
+
+/// The one implementation of [`Store::apply_remote`], shared by every store.
+pub(crate) fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Result<bool> {
+    if let Some(e) = remote.iter().find(|e| !e.is_synced()) {
+        return Err(Error::invalid(
+            "remote event",
+            format!("{} is client-only and never comes from the relay", e.name()),
+        ));
+    }
+    let confirmed = tables.confirmed()?;
+    let pending = tables.log_after(confirmed)?;
+    tables.truncate_after(confirmed)?;
+    let mut seq = confirmed.global;
+    for e in remote {
+        seq += 1;
+        tables.append(EventSeq::global(seq), e)?;
+    }
+    tables.set_confirmed(EventSeq::global(seq))?;
+    if pending.is_empty() {
+        for e in remote {
+            apply_event(tables, e)?;
+        }
+        return Ok(false);
+    }
+    for p in &pending {
+        seq += 1;
+        tables.append(EventSeq::global(seq), &p.event)?;
+    }
+    // The order changed: rebuild `files` from the whole log (a pure function of it).
+    tables.clear_files()?;
+    for e in tables.log_after(EventSeq::ROOT)? {
+        apply_event(tables, &e.event)?;
+    }
+    let mut cursor = tables.cursor()?;
+    if cursor.last_event_sequence.global > confirmed.global {
+        cursor.last_event_sequence = confirmed;
+        tables.apply(Mutation::PutCursor {
+            id: CURSOR_DOCUMENT_ID.to_owned(),
+            value: cursor,
+        })?;
+    }
+    Ok(true)
 }
 
 /// The one implementation of a commit, shared by every store: assign sequence numbers, check
@@ -171,11 +243,7 @@ pub(crate) fn commit_batch<T: Tables>(
                 ));
             }
         }
-        let current = match event.file_id() {
-            Some(id) => tables.file(id)?,
-            None => None,
-        };
-        tables.apply(materialize(event, current.as_ref()))?;
+        apply_event(tables, event)?;
         assigned.push(seq);
     }
     *client_seq = (last_global, client);
@@ -189,6 +257,7 @@ struct MemoryTables {
     local: BTreeMap<FileId, LocalFileState>,
     cursors: HashMap<String, FileSyncCursor>,
     client_seq: (u64, u64),
+    confirmed: EventSeq,
 }
 
 impl Tables for MemoryTables {
@@ -224,6 +293,36 @@ impl Tables for MemoryTables {
         }
         Ok(())
     }
+    fn log_after(&mut self, seq: EventSeq) -> Result<Vec<StoredEvent>> {
+        Ok(self
+            .log
+            .iter()
+            .filter(|e| e.seq.global > seq.global)
+            .cloned()
+            .collect())
+    }
+    fn truncate_after(&mut self, seq: EventSeq) -> Result<()> {
+        self.log.retain(|e| e.seq.global <= seq.global);
+        Ok(())
+    }
+    fn clear_files(&mut self) -> Result<()> {
+        self.files.clear();
+        Ok(())
+    }
+    fn confirmed(&mut self) -> Result<EventSeq> {
+        Ok(self.confirmed)
+    }
+    fn set_confirmed(&mut self, seq: EventSeq) -> Result<()> {
+        self.confirmed = seq;
+        Ok(())
+    }
+    fn cursor(&mut self) -> Result<FileSyncCursor> {
+        Ok(self
+            .cursors
+            .get(CURSOR_DOCUMENT_ID)
+            .cloned()
+            .unwrap_or_default())
+    }
 }
 
 /// An in-memory [`Store`]: the reference implementation, for fast tests and ephemeral use.
@@ -232,6 +331,7 @@ impl Tables for MemoryTables {
 pub struct MemoryStore {
     tables: Arc<Mutex<MemoryTables>>,
     head: Arc<watch::Sender<EventSeq>>,
+    client_id: Arc<str>,
 }
 
 impl Default for MemoryStore {
@@ -246,6 +346,7 @@ impl MemoryStore {
         Self {
             tables: Arc::default(),
             head: Arc::new(watch::channel(EventSeq::ROOT).0),
+            client_id: FileId::random().to_string().into(),
         }
     }
 
@@ -318,4 +419,47 @@ impl Store for MemoryStore {
     fn watch(&self) -> watch::Receiver<EventSeq> {
         self.head.subscribe()
     }
+
+    async fn client_id(&self) -> Result<String> {
+        Ok(self.client_id.to_string())
+    }
+
+    async fn confirmed(&self) -> Result<EventSeq> {
+        Ok(self.lock().confirmed)
+    }
+
+    async fn confirm(&self, seq: EventSeq) -> Result<()> {
+        let mut guard = self.lock();
+        let head = guard.head()?;
+        check_confirm(seq, guard.confirmed, head)?;
+        guard.confirmed = EventSeq::global(seq.global);
+        Ok(())
+    }
+
+    async fn apply_remote(&self, events: Vec<Event>) -> Result<bool> {
+        let (rebased, head) = {
+            let mut guard = self.lock();
+            let mut next = guard.clone();
+            let rebased = rebase_batch(&mut next, &events)?;
+            *guard = next;
+            (rebased, guard.head()?)
+        };
+        self.head.send_replace(head);
+        Ok(rebased)
+    }
+}
+
+/// `confirm` may only move forward, and never past the head.
+pub(crate) fn check_confirm(seq: EventSeq, confirmed: EventSeq, head: EventSeq) -> Result<()> {
+    if seq.global > head.global {
+        return Err(Error::Conflict {
+            reason: format!("cannot confirm {seq}: the head is {head}"),
+        });
+    }
+    if seq.global < confirmed.global {
+        return Err(Error::Conflict {
+            reason: format!("cannot confirm {seq}: already confirmed up to {confirmed}"),
+        });
+    }
+    Ok(())
 }

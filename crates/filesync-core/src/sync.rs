@@ -165,3 +165,194 @@ mod native {
         }
     }
 }
+
+// ---- event exchange ------------------------------------------------------------------
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::schema::Event;
+use crate::types::StoreId;
+
+/// An event as the relay carries it, in the original's JSON shape
+/// `{name, args, seqNum, parentSeqNum, clientId, sessionId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayEvent {
+    /// `name` and `args`.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Its position in the store's total order.
+    pub seq_num: u64,
+    /// The position before it.
+    pub parent_seq_num: u64,
+    /// The client that committed it.
+    pub client_id: String,
+    /// The session (engine run) that committed it.
+    pub session_id: String,
+}
+
+/// What a push achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored (or already stored: a repeated push is acknowledged again); the relay's head.
+    Accepted {
+        /// The relay's head after the push.
+        head: u64,
+    },
+    /// The relay has events the client has not pulled: pull, rebase, push again.
+    ServerAhead {
+        /// The relay's head.
+        head: u64,
+    },
+}
+
+/// Moves events between devices through a relay that totally orders each store's events.
+/// The HTTP relay client comes with the relay issue; [`MemoryRelay`] is the in-process one.
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait EventExchange: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
+    /// Append a batch whose first `parentSeqNum` must be the relay's head.
+    async fn push(&self, store: &StoreId, batch: Vec<RelayEvent>) -> Result<PushOutcome>;
+    /// Events after position `after`, in order, at most `limit`.
+    async fn pull(&self, store: &StoreId, after: u64, limit: usize) -> Result<Vec<RelayEvent>>;
+    /// Return when the relay has events after `after`, or after `max` at the latest.
+    async fn wait(&self, store: &StoreId, after: u64, max: Duration) -> Result<()>;
+}
+
+#[derive(Debug, Default)]
+struct RelayLogs {
+    logs: HashMap<StoreId, Vec<RelayEvent>>,
+    heads: HashMap<StoreId, tokio::sync::watch::Sender<u64>>,
+}
+
+/// An in-process relay: one shared log per store. [`MemoryRelay::handle`] gives each client its
+/// own connection with its own offline switch, for tests of partitions.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryRelay {
+    logs: Arc<Mutex<RelayLogs>>,
+    offline: Arc<AtomicBool>,
+}
+
+impl MemoryRelay {
+    /// An empty relay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another connection to the same relay, with its own offline switch.
+    pub fn handle(&self) -> Self {
+        Self {
+            logs: Arc::clone(&self.logs),
+            offline: Arc::default(),
+        }
+    }
+
+    /// Cut this connection off (every call fails) or restore it.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Release);
+    }
+
+    /// The events stored for `store`.
+    pub fn log(&self, store: &StoreId) -> Vec<RelayEvent> {
+        self.lock().logs.get(store).cloned().unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RelayLogs> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.offline.load(Ordering::Acquire) {
+            return Err(Error::Remote {
+                status: None,
+                retryable: true,
+                message: "relay unreachable (offline)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn head_rx(&self, store: &StoreId) -> tokio::sync::watch::Receiver<u64> {
+        let mut logs = self.lock();
+        let head = logs.logs.get(store).map_or(0, |l| l.len() as u64);
+        logs.heads
+            .entry(store.clone())
+            .or_insert_with(|| tokio::sync::watch::channel(head).0)
+            .subscribe()
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl EventExchange for MemoryRelay {
+    async fn push(&self, store: &StoreId, batch: Vec<RelayEvent>) -> Result<PushOutcome> {
+        self.check()?;
+        let mut logs = self.lock();
+        let log = logs.logs.entry(store.clone()).or_default();
+        let head = log.len() as u64;
+        let Some(first) = batch.first() else {
+            return Ok(PushOutcome::Accepted { head });
+        };
+        for (i, e) in batch.iter().enumerate() {
+            let want = first.parent_seq_num + 1 + i as u64;
+            if e.seq_num != want || e.parent_seq_num != want - 1 {
+                return Err(Error::invalid(
+                    "relay batch",
+                    "sequence numbers are not contiguous",
+                ));
+            }
+        }
+        if first.parent_seq_num > head {
+            return Err(Error::invalid(
+                "relay batch",
+                "parentSeqNum is beyond the relay's head",
+            ));
+        }
+        if first.parent_seq_num < head {
+            // Already stored (a push whose answer was lost)? Then acknowledge it again.
+            let start = first.parent_seq_num as usize;
+            let same = batch.iter().enumerate().all(|(i, e)| {
+                log.get(start + i).is_some_and(|s| {
+                    s.client_id == e.client_id && s.event == e.event && s.seq_num == e.seq_num
+                })
+            });
+            return Ok(if same {
+                PushOutcome::Accepted { head }
+            } else {
+                PushOutcome::ServerAhead { head }
+            });
+        }
+        log.extend(batch);
+        let head = log.len() as u64;
+        if let Some(tx) = logs.heads.get(store) {
+            tx.send_replace(head);
+        } else {
+            logs.heads
+                .insert(store.clone(), tokio::sync::watch::channel(head).0);
+        }
+        Ok(PushOutcome::Accepted { head })
+    }
+
+    async fn pull(&self, store: &StoreId, after: u64, limit: usize) -> Result<Vec<RelayEvent>> {
+        self.check()?;
+        let logs = self.lock();
+        Ok(logs
+            .logs
+            .get(store)
+            .map(|l| l.iter().skip(after as usize).take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn wait(&self, store: &StoreId, after: u64, max: Duration) -> Result<()> {
+        self.check()?;
+        let mut rx = self.head_rx(store);
+        let _ = crate::rt::timeout(max, rx.wait_for(|h| *h > after)).await;
+        Ok(())
+    }
+}

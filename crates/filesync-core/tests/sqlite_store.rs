@@ -27,7 +27,18 @@ async fn reopen_keeps_log_rows_and_numbering() {
             .await
             .unwrap();
     }
+    let client = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .client_id()
+        .await
+        .unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.client_id().await.unwrap(),
+        client,
+        "the client id persists"
+    );
     assert_eq!(store.head().await.unwrap(), EventSeq::global(2));
     assert_eq!(store.files().await.unwrap().len(), 2);
     let seqs = store

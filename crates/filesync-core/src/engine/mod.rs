@@ -97,6 +97,7 @@ pub(crate) struct Engine {
     pub(crate) cas: ContentStore,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) remote: Option<Arc<dyn RemoteStorage>>,
+    pub(crate) relay: Option<Arc<dyn crate::sync::EventExchange>>,
     pub(crate) options: Options,
     pub(crate) preprocessors: Preprocessors,
     pub(crate) events: broadcast::Sender<SyncEvent>,
@@ -166,6 +167,7 @@ impl Engine {
         fs: Arc<dyn FileSystem>,
         store: Arc<dyn Store>,
         remote: Option<Arc<dyn RemoteStorage>>,
+        relay: Option<Arc<dyn crate::sync::EventExchange>>,
         options: Options,
         preprocessors: Preprocessors,
     ) -> Arc<Self> {
@@ -174,6 +176,7 @@ impl Engine {
             store_id,
             store,
             remote,
+            relay,
             preprocessors,
             events: broadcast::channel(4096).0,
             executor: Mutex::new(None),
@@ -994,6 +997,12 @@ impl Engine {
                 }
             });
         }
+        if let Some(relay) = self.relay.clone() {
+            let weak = Arc::downgrade(self);
+            self.spawn_leader_task(async move {
+                Engine::exchange_loop(weak, relay).await;
+            });
+        }
         if !self.options.heartbeat_interval.is_zero() {
             let weak = Arc::downgrade(self);
             let period = self.options.heartbeat_interval;
@@ -1152,6 +1161,114 @@ impl Engine {
             });
             self.start_stream();
         }
+    }
+
+    // ---- event exchange with other devices ---------------------------------------------
+
+    /// Push local events and pull remote ones through the relay, rebasing on conflicts. Never
+    /// loses or duplicates an event across a crash: a push whose answer was lost is
+    /// recognised when its own events come back in a pull.
+    async fn exchange_loop(weak: Weak<Engine>, relay: Arc<dyn crate::sync::EventExchange>) {
+        let session = FileId::random().to_string();
+        let mut failures = 0u32;
+        loop {
+            let Some(engine) = weak.upgrade() else { return };
+            let step = engine.exchange_step(&*relay, &session).await;
+            let wait = match step {
+                Ok(true) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(false) => {
+                    failures = 0;
+                    None
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(error = %e, failures, "event exchange failed");
+                    Some(engine.options.retry.jittered(failures.min(6) - 1))
+                }
+            };
+            let store = Arc::clone(&engine.store);
+            let store_id = engine.store_id.clone();
+            drop(engine);
+            match wait {
+                Some(delay) => rt::sleep(delay).await,
+                None => {
+                    let confirmed = store.confirmed().await.map(|c| c.global).unwrap_or(0);
+                    let mut local = store.watch();
+                    local.borrow_and_update();
+                    let pending = store.head().await.map(|h| h.global).unwrap_or(0) > confirmed;
+                    if pending {
+                        continue;
+                    }
+                    let remote = relay.wait(&store_id, confirmed, Duration::from_secs(25));
+                    let remote = std::pin::pin!(remote);
+                    let local = std::pin::pin!(local.changed());
+                    let _ = futures::future::select(remote, local).await;
+                }
+            }
+        }
+    }
+
+    /// One round: pull (and apply) remote events, else push pending ones. Returns whether it
+    /// made progress.
+    async fn exchange_step(
+        self: &Arc<Self>,
+        relay: &dyn crate::sync::EventExchange,
+        session: &str,
+    ) -> Result<bool> {
+        use crate::sync::{PushOutcome, RelayEvent};
+        let client = self.store.client_id().await?;
+        let confirmed = self.store.confirmed().await?;
+        let pulled = relay.pull(&self.store_id, confirmed.global, 500).await?;
+        if !pulled.is_empty() {
+            for (i, e) in pulled.iter().enumerate() {
+                if e.seq_num != confirmed.global + 1 + i as u64 {
+                    return Err(Error::Conflict {
+                        reason: format!("relay sent {} after {}", e.seq_num, confirmed),
+                    });
+                }
+            }
+            // Our own events coming back (a push whose answer was lost) only confirm them.
+            let pending = self.store.events_after(confirmed, pulled.len()).await?;
+            let own = pulled
+                .iter()
+                .zip(&pending)
+                .take_while(|(r, p)| r.client_id == client && r.event == p.event)
+                .count();
+            if own > 0 {
+                self.store
+                    .confirm(EventSeq::global(confirmed.global + own as u64))
+                    .await?;
+            }
+            let foreign: Vec<Event> = pulled.into_iter().skip(own).map(|e| e.event).collect();
+            if !foreign.is_empty() && self.store.apply_remote(foreign).await? {
+                // Pending events were renumbered: follow the log again from the rewound cursor.
+                self.start_stream();
+            }
+            return Ok(true);
+        }
+        let pending = self.store.events_after(confirmed, 500).await?;
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let last = pending.last().map_or(confirmed, |e| e.seq);
+        let batch: Vec<RelayEvent> = pending
+            .into_iter()
+            .map(|e| RelayEvent {
+                seq_num: e.seq.global,
+                parent_seq_num: e.seq.global - 1,
+                event: e.event,
+                client_id: client.clone(),
+                session_id: session.to_owned(),
+            })
+            .collect();
+        match relay.push(&self.store_id, batch).await? {
+            PushOutcome::Accepted { .. } => self.store.confirm(last).await?,
+            PushOutcome::ServerAhead { .. } => {} // the next round pulls and rebases
+        }
+        Ok(true)
     }
 
     /// Stop every task and transfer this engine started.

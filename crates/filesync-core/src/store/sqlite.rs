@@ -51,6 +51,10 @@ CREATE TABLE fileSyncCursor (
     id TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE filesyncMeta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// A [`Store`] in one SQLite file: WAL journal, one transaction per commit, `synchronous=FULL`
@@ -246,6 +250,125 @@ impl Tables for Tx<'_> {
             source: Box::new(e),
         })
     }
+
+    fn log_after(&mut self, seq: EventSeq) -> Result<Vec<StoredEvent>> {
+        log_after_of(&self.0, seq, i64::MAX)
+    }
+
+    fn truncate_after(&mut self, seq: EventSeq) -> Result<()> {
+        self.0
+            .execute(
+                "DELETE FROM eventlog WHERE seqGlobal > ?1",
+                [seq.global as i64],
+            )
+            .map(drop)
+            .map_err(store_err("rebase"))
+    }
+
+    fn clear_files(&mut self) -> Result<()> {
+        self.0
+            .execute("DELETE FROM files", [])
+            .map(drop)
+            .map_err(store_err("rebase"))
+    }
+
+    fn confirmed(&mut self) -> Result<EventSeq> {
+        confirmed_of(&self.0)
+    }
+
+    fn set_confirmed(&mut self, seq: EventSeq) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE filesyncMeta SET value = ?1 WHERE key = 'confirmed'",
+                [seq.global.to_string()],
+            )
+            .map(drop)
+            .map_err(store_err("confirm"))
+    }
+
+    fn cursor(&mut self) -> Result<FileSyncCursor> {
+        cursor_of(&self.0)
+    }
+}
+
+fn store_err(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::Store {
+        op,
+        retryable: false,
+        source: Box::new(e),
+    }
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<String> {
+    conn.query_row(
+        "SELECT value FROM filesyncMeta WHERE key = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .map_err(store_err("read"))
+}
+
+fn confirmed_of(conn: &Connection) -> Result<EventSeq> {
+    let v = meta(conn, "confirmed")?;
+    v.parse::<u64>()
+        .map(EventSeq::global)
+        .map_err(|_| Error::invalid("stored confirmed position", v))
+}
+
+fn log_after_of(conn: &Connection, after: EventSeq, limit: i64) -> Result<Vec<StoredEvent>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seqGlobal, rebaseGeneration, name, argsJson FROM eventlog \
+             WHERE seqGlobal > ?1 ORDER BY seqGlobal LIMIT ?2",
+        )
+        .map_err(store_err("read"))?;
+    let rows = stmt
+        .query_map(params![after.global as i64, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(store_err("read"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(store_err("read"))?;
+    rows.into_iter()
+        .map(|(g, r, name, args)| {
+            let json = format!(
+                "{{\"name\":{},\"args\":{args}}}",
+                serde_json::Value::String(name)
+            );
+            let event = Event::from_json(&json)
+                .map_err(|e| Error::invalid("stored event", e.to_string()))?;
+            Ok(StoredEvent {
+                seq: EventSeq {
+                    global: g.max(0) as u64,
+                    client: 0,
+                    rebase: r.max(0) as u64,
+                },
+                event,
+            })
+        })
+        .collect()
+}
+
+fn cursor_of(conn: &Connection) -> Result<FileSyncCursor> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT value FROM fileSyncCursor WHERE id = ?1",
+            [CURSOR_DOCUMENT_ID],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(store_err("read"))?;
+    match json {
+        None => Ok(FileSyncCursor::default()),
+        Some(j) => {
+            serde_json::from_str(&j).map_err(|e| Error::invalid("stored cursor", e.to_string()))
+        }
+    }
 }
 
 fn head_of(conn: &Connection) -> Result<EventSeq> {
@@ -335,6 +458,11 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
             .map_err(err("create schema"))?;
         if app == 0 {
             tx.execute_batch(SCHEMA).map_err(err("create schema"))?;
+            tx.execute(
+                "INSERT INTO filesyncMeta (key, value) VALUES ('clientId', ?1), ('confirmed', '0')",
+                [FileId::random().as_str()],
+            )
+            .map_err(err("create schema"))?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(err("create schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -498,65 +626,13 @@ impl Store for SqliteStore {
     }
 
     async fn cursor(&self) -> Result<FileSyncCursor> {
-        self.with_conn(|conn, _, path| {
-            let json: Option<String> = conn
-                .query_row(
-                    "SELECT value FROM fileSyncCursor WHERE id = ?1",
-                    [CURSOR_DOCUMENT_ID],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(Self::read_err(path))?;
-            match json {
-                None => Ok(FileSyncCursor::default()),
-                Some(j) => serde_json::from_str(&j)
-                    .map_err(|e| Error::invalid("stored cursor", e.to_string())),
-            }
-        })
-        .await
+        self.with_conn(|conn, _, _| cursor_of(conn)).await
     }
 
     async fn events_after(&self, after: EventSeq, limit: usize) -> Result<Vec<StoredEvent>> {
         let limit = limit.min(MAX_READ_BATCH) as i64;
-        self.with_conn(move |conn, _, path| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seqGlobal, rebaseGeneration, name, argsJson FROM eventlog \
-                     WHERE seqGlobal > ?1 ORDER BY seqGlobal LIMIT ?2",
-                )
-                .map_err(Self::read_err(path))?;
-            let rows = stmt
-                .query_map(params![after.global as i64, limit], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .map_err(Self::read_err(path))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(Self::read_err(path))?;
-            rows.into_iter()
-                .map(|(g, r, name, args)| {
-                    let json = format!(
-                        "{{\"name\":{},\"args\":{args}}}",
-                        serde_json::Value::String(name)
-                    );
-                    let event = Event::from_json(&json)
-                        .map_err(|e| Error::invalid("stored event", e.to_string()))?;
-                    Ok(StoredEvent {
-                        seq: EventSeq {
-                            global: g.max(0) as u64,
-                            client: 0,
-                            rebase: r.max(0) as u64,
-                        },
-                        event,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.with_conn(move |conn, _, _| log_after_of(conn, after, limit))
+            .await
     }
 
     async fn head(&self) -> Result<EventSeq> {
@@ -565,5 +641,45 @@ impl Store for SqliteStore {
 
     fn watch(&self) -> watch::Receiver<EventSeq> {
         self.inner.head.subscribe()
+    }
+
+    async fn client_id(&self) -> Result<String> {
+        self.with_conn(|conn, _, _| meta(conn, "clientId")).await
+    }
+
+    async fn confirmed(&self) -> Result<EventSeq> {
+        self.with_conn(|conn, _, _| confirmed_of(conn)).await
+    }
+
+    async fn confirm(&self, seq: EventSeq) -> Result<()> {
+        self.with_conn(move |conn, _, path| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err("confirm", path, e))?;
+            let mut tx = Tx(tx);
+            let (confirmed, head) = (tx.confirmed()?, tx.head()?);
+            super::check_confirm(seq, confirmed, head)?;
+            tx.set_confirmed(EventSeq::global(seq.global))?;
+            tx.0.commit().map_err(|e| sql_err("confirm", path, e))
+        })
+        .await
+    }
+
+    async fn apply_remote(&self, events: Vec<Event>) -> Result<bool> {
+        let (rebased, head) = self
+            .with_conn(move |conn, _, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| sql_err("apply remote events", path, e))?;
+                let mut tx = Tx(tx);
+                let rebased = super::rebase_batch(&mut tx, &events)?;
+                let head = tx.head()?;
+                tx.0.commit()
+                    .map_err(|e| sql_err("apply remote events", path, e))?;
+                Ok((rebased, head))
+            })
+            .await?;
+        self.inner.head.send_replace(head);
+        Ok(rebased)
     }
 }

@@ -492,6 +492,135 @@ pub async fn concurrent_commits_get_distinct_numbers(store: Arc<dyn Store>) {
     assert_eq!(store.files().await.expect("files").len(), 20);
 }
 
+/// The client id is non-empty and stable; nothing is confirmed at first; `confirm` only moves
+/// forward and never past the head.
+pub async fn confirm_moves_forward_within_the_head(store: Arc<dyn Store>) {
+    let id = store.client_id().await.expect("client id");
+    assert!(!id.is_empty());
+    assert_eq!(store.client_id().await.expect("client id"), id);
+    assert_eq!(store.confirmed().await.expect("confirmed"), EventSeq::ROOT);
+    store
+        .commit(vec![
+            created("a", 1, MetadataJson::Absent),
+            created("b", 2, MetadataJson::Absent),
+        ])
+        .await
+        .expect("commit");
+    let err = store
+        .confirm(EventSeq::global(3))
+        .await
+        .expect_err("past the head");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    store.confirm(EventSeq::global(2)).await.expect("confirm");
+    assert_eq!(
+        store.confirmed().await.expect("confirmed"),
+        EventSeq::global(2)
+    );
+    let err = store
+        .confirm(EventSeq::global(1))
+        .await
+        .expect_err("backwards");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+}
+
+/// Remote events with nothing pending are appended after the confirmed position, materialized,
+/// confirmed, and wake subscribers.
+pub async fn apply_remote_appends_when_nothing_is_pending(store: Arc<dyn Store>) {
+    let mut rx = store.watch();
+    rx.borrow_and_update();
+    let rebased = store
+        .apply_remote(vec![created("r1", 1, MetadataJson::Absent), deleted("r1")])
+        .await
+        .expect("apply");
+    assert!(!rebased);
+    assert_eq!(store.head().await.expect("head"), EventSeq::global(2));
+    assert_eq!(
+        store.confirmed().await.expect("confirmed"),
+        EventSeq::global(2)
+    );
+    assert!(rx.has_changed().expect("open"));
+    let row = store.file(&id("r1")).await.expect("file").expect("row");
+    assert!(row.is_deleted());
+}
+
+/// Pending local events are rebased after remote ones: renumbered, the tables rebuilt in the
+/// new order (the later writer wins), the cursor rewound to the old confirmed position.
+pub async fn apply_remote_rebases_pending_events(store: Arc<dyn Store>) {
+    store
+        .apply_remote(vec![created("x", 1, MetadataJson::Absent)])
+        .await
+        .expect("apply");
+    // Local, not yet pushed: an update of x and a new file; the cursor has seen them.
+    store
+        .commit(vec![
+            updated("x", 2, None, MetadataJson::Absent),
+            created("mine", 5, MetadataJson::Absent),
+        ])
+        .await
+        .expect("commit");
+    store
+        .commit(vec![cursor_set(EventSeq::global(3))])
+        .await
+        .expect("cursor");
+    // Meanwhile another client's update of x was ordered first by the relay.
+    let rebased = store
+        .apply_remote(vec![updated(
+            "x",
+            3,
+            Some("store/k3"),
+            MetadataJson::Absent,
+        )])
+        .await
+        .expect("apply");
+    assert!(rebased);
+    let log: Vec<(u64, String)> = store
+        .events_after(EventSeq::ROOT, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.seq.global, e.event.name().to_owned()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (1, "v1.FileCreated".to_owned()),
+            (2, "v1.FileUpdated".to_owned()),
+            (3, "v1.FileUpdated".to_owned()),
+            (4, "v1.FileCreated".to_owned()),
+        ]
+    );
+    let x = store.file(&id("x")).await.expect("file").expect("row");
+    assert_eq!(
+        x.content_hash,
+        hash(2),
+        "our later update wins in the new order"
+    );
+    assert!(store.file(&id("mine")).await.expect("file").is_some());
+    assert_eq!(
+        store.confirmed().await.expect("confirmed"),
+        EventSeq::global(2)
+    );
+    assert_eq!(
+        store.cursor().await.expect("cursor").last_event_sequence,
+        EventSeq::global(1),
+        "the cursor is rewound to the old confirmed position"
+    );
+}
+
+/// `apply_remote` refuses client-only events and changes nothing.
+pub async fn apply_remote_refuses_client_only_events(store: Arc<dyn Store>) {
+    let err = store
+        .apply_remote(vec![
+            created("a", 1, MetadataJson::Absent),
+            Event::LocalFileStateClear(LocalFileStateClear {}),
+        ])
+        .await
+        .expect_err("client-only events never come from the relay");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_eq!(store.head().await.expect("head"), EventSeq::ROOT);
+    assert!(store.file(&id("a")).await.expect("file").is_none());
+}
+
 /// Expands to one test per rule of the [`Store`](crate::store::Store) contract. The first
 /// argument is the test attribute, the second an expression (it may `.await`) that makes a
 /// fresh, empty store for each test.
@@ -510,7 +639,11 @@ macro_rules! store_conformance {
             events_after_reads_in_order,
             subscribe_follows_new_commits,
             watch_reports_head,
-            concurrent_commits_get_distinct_numbers
+            concurrent_commits_get_distinct_numbers,
+            confirm_moves_forward_within_the_head,
+            apply_remote_appends_when_nothing_is_pending,
+            apply_remote_rebases_pending_events,
+            apply_remote_refuses_client_only_events
         );
     };
     (@each #[$attr:meta] $make:expr; $($rule:ident),* $(,)?) => {
