@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::fs::{ByteStream, bytes_stream};
+use crate::fs::ByteStream;
 use crate::rt::{MaybeSend, MaybeSync};
 use crate::types::{ContentHash, ObjectKey};
 use crate::{Error, Result};
@@ -66,33 +66,13 @@ pub trait RemoteStorage: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     async fn health(&self) -> bool;
 }
 
-/// A fault [`MemoryRemote`] injects into its next transfers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The call fails with a retryable error.
-    Fail,
-    /// A download yields different bytes than were stored (one byte flipped).
-    Corrupt,
-    /// The transfer never finishes (until the caller's timeout).
-    Hang,
-    /// The body is cut after this many bytes, then fails.
-    CutAt(usize),
-}
-
-#[derive(Debug, Default)]
-struct MemoryState {
-    objects: HashMap<ObjectKey, (Bytes, Option<String>)>,
-    offline: bool,
-    faults: Vec<Fault>,
-    calls: HashMap<&'static str, usize>,
-}
-
 /// An in-memory [`RemoteStorage`]: the reference implementation. Cloning shares the objects,
-/// so two engines can sync through one `MemoryRemote`. It can be switched offline and told to
-/// fail, corrupt, hang or cut its next transfers.
+/// so several engines can sync through one `MemoryRemote`. Like a store that checks a signed
+/// length and checksum, it refuses bodies that do not match the upload's declaration. Faults
+/// (offline, failures, corruption, hangs) come from `testing::remote::FaultyRemote`.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryRemote {
-    state: Arc<Mutex<MemoryState>>,
+    objects: Arc<Mutex<HashMap<ObjectKey, (Bytes, Option<String>)>>>,
 }
 
 impl MemoryRemote {
@@ -101,89 +81,40 @@ impl MemoryRemote {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, (Bytes, Option<String>)>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Go offline (every call fails, `health` is false) or back online.
-    pub fn set_offline(&self, offline: bool) {
-        self.lock().offline = offline;
-    }
-
-    /// Inject `fault` into the next transfer (uploads and downloads take faults in order).
-    pub fn push_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    /// The stored objects' keys.
+    /// The stored objects' keys, sorted.
     pub fn keys(&self) -> Vec<ObjectKey> {
-        let mut keys: Vec<_> = self.lock().objects.keys().cloned().collect();
+        let mut keys: Vec<_> = self.lock().keys().cloned().collect();
         keys.sort();
         keys
     }
 
     /// An object's bytes.
     pub fn object(&self, key: &ObjectKey) -> Option<Bytes> {
-        self.lock().objects.get(key).map(|(b, _)| b.clone())
-    }
-
-    /// How many times `method` (`"upload"`, `"download"`, `"delete"`, `"download_url"`,
-    /// `"health"`) was called.
-    pub fn calls(&self, method: &str) -> usize {
-        self.lock().calls.get(method).copied().unwrap_or(0)
-    }
-
-    fn enter(&self, method: &'static str) -> Result<Option<Fault>> {
-        let mut s = self.lock();
-        *s.calls.entry(method).or_insert(0) += 1;
-        if s.offline {
-            return Err(offline());
-        }
-        let transfer = matches!(method, "upload" | "download");
-        Ok(if transfer && !s.faults.is_empty() {
-            Some(s.faults.remove(0))
-        } else {
-            None
-        })
+        self.lock().get(key).map(|(b, _)| b.clone())
     }
 }
 
-fn offline() -> Error {
-    Error::Remote {
-        status: None,
-        retryable: true,
-        message: "remote unreachable (offline)".into(),
-    }
-}
-
-fn injected() -> Error {
-    Error::Remote {
-        status: Some(500),
-        retryable: true,
-        message: "injected failure".into(),
-    }
+/// Split bytes into 64 KiB chunks, so progress is observable.
+pub(crate) fn chunks(data: Bytes) -> ByteStream {
+    let chunks: Vec<Result<Bytes>> = (0..data.len())
+        .step_by(64 * 1024)
+        .map(|i| Ok(data.slice(i..(i + 64 * 1024).min(data.len()))))
+        .collect();
+    crate::rt::boxed_stream(futures::stream::iter(chunks))
 }
 
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl RemoteStorage for MemoryRemote {
     async fn upload(&self, request: UploadRequest, mut body: ByteStream) -> Result<()> {
-        let fault = self.enter("upload")?;
-        match fault {
-            Some(Fault::Fail) => return Err(injected()),
-            Some(Fault::Hang) => futures::future::pending::<()>().await,
-            _ => {}
-        }
         let mut data = bytes::BytesMut::new();
         while let Some(chunk) = body.next().await {
             data.extend_from_slice(&chunk?);
-            if let Some(Fault::CutAt(n)) = fault
-                && data.len() >= n
-            {
-                return Err(injected());
-            }
         }
-        // Like a store that verifies a signed checksum and length: wrong bytes are refused.
         let data = data.freeze();
         if data.len() as u64 != request.content_length
             || crate::hash::hash_bytes(&data) != request.content_hash
@@ -195,69 +126,31 @@ impl RemoteStorage for MemoryRemote {
             });
         }
         self.lock()
-            .objects
             .insert(request.key, (data, request.content_type));
         Ok(())
     }
 
     async fn download(&self, key: &ObjectKey) -> Result<Download> {
-        let fault = self.enter("download")?;
-        let Some((data, content_type)) = self.lock().objects.get(key).cloned() else {
+        let Some((data, content_type)) = self.lock().get(key).cloned() else {
             return Err(Error::not_found(format_args!("object {key}")));
         };
-        let len = data.len() as u64;
-        let body = match fault {
-            Some(Fault::Fail) => return Err(injected()),
-            Some(Fault::Hang) => {
-                let head = data.slice(..data.len() / 2);
-                crate::rt::boxed_stream(
-                    futures::stream::once(async move { Ok(head) })
-                        .chain(futures::stream::pending()),
-                )
-            }
-            Some(Fault::Corrupt) => {
-                let mut v = data.to_vec();
-                if let Some(b) = v.first_mut() {
-                    *b ^= 0xff;
-                } else {
-                    v.push(0);
-                }
-                bytes_stream(v)
-            }
-            Some(Fault::CutAt(n)) => {
-                let head = data.slice(..n.min(data.len()));
-                crate::rt::boxed_stream(futures::stream::iter(vec![Ok(head), Err(injected())]))
-            }
-            None => {
-                // Several chunks, so progress is observable.
-                let chunks: Vec<Result<Bytes>> = (0..data.len())
-                    .step_by(64 * 1024)
-                    .map(|i| Ok(data.slice(i..(i + 64 * 1024).min(data.len()))))
-                    .collect();
-                crate::rt::boxed_stream(futures::stream::iter(chunks))
-            }
-        };
         Ok(Download {
-            body,
-            content_length: Some(len),
+            content_length: Some(data.len() as u64),
+            body: chunks(data),
             content_type,
         })
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        self.enter("delete")?;
-        self.lock().objects.remove(key);
+        self.lock().remove(key);
         Ok(())
     }
 
     async fn download_url(&self, key: &ObjectKey) -> Result<String> {
-        self.enter("download_url")?;
         Ok(format!("https://test-storage.local/{key}"))
     }
 
     async fn health(&self) -> bool {
-        let mut s = self.lock();
-        *s.calls.entry("health").or_insert(0) += 1;
-        !s.offline
+        true
     }
 }

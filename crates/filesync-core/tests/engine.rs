@@ -14,9 +14,10 @@ use filesync_core::engine::executor::RetryPolicy;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
 use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_type};
-use filesync_core::remote::{Fault, MemoryRemote};
+use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, FileMetadata, TransferStatus};
 use filesync_core::store::{MemoryStore, SqliteStore, Store};
+use filesync_core::testing::remote::{Fault, FaultyRemote};
 use filesync_core::types::{FileId, ObjectKey, StoreId};
 use filesync_core::{Error, FileSync};
 use futures::{Stream, StreamExt};
@@ -40,13 +41,15 @@ fn fast() -> Options {
     }
 }
 
+type Remote = FaultyRemote<MemoryRemote>;
+
 struct Client {
     sync: FileSync,
     fs: Arc<dyn FileSystem>,
     store: Arc<dyn Store>,
 }
 
-async fn client(remote: Option<&MemoryRemote>) -> Client {
+async fn client(remote: Option<&Remote>) -> Client {
     client_on(
         Arc::new(MemoryFs::new()),
         Arc::new(MemoryStore::new()),
@@ -58,7 +61,7 @@ async fn client(remote: Option<&MemoryRemote>) -> Client {
 async fn client_on(
     fs: Arc<dyn FileSystem>,
     store: Arc<dyn Store>,
-    remote: Option<&MemoryRemote>,
+    remote: Option<&Remote>,
 ) -> Client {
     let mut b =
         FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store)).with_options(fast());
@@ -194,7 +197,7 @@ async fn cfg_4_local_only_save_read_update_delete() {
 /// ENG-3, ENG-13, KEY-1, EVT-7, EVT-8: a save is uploaded in the background and its key published.
 #[tokio::test]
 async fn eng_13_save_uploads_and_publishes_key() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
     let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
@@ -249,7 +252,7 @@ async fn eng_13_save_uploads_and_publishes_key() {
 /// client, verified, and readable with the same hash.
 #[tokio::test]
 async fn eng_12_second_client_downloads() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
     let b = client(Some(&remote)).await;
     let saved = a
@@ -291,10 +294,11 @@ async fn eng_12_second_client_downloads() {
     b.sync.shutdown().await;
 }
 
-/// WEAK-5: corrupted and cut downloads are rejected and retried; no wrong bytes are ever visible.
+/// WEAK-5, WEAK-14: corrupted, cut and hung downloads are rejected and retried; no wrong or
+/// partial bytes are ever visible.
 #[tokio::test]
 async fn weak_5_corrupt_download_is_retried_never_stored() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
     let saved = a
         .sync
@@ -313,6 +317,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
     .await;
     remote.push_fault(Fault::Corrupt);
     remote.push_fault(Fault::CutAt(3));
+    remote.push_fault(Fault::Hang); // half the body, then nothing: the timeout ends it
     let b = client(Some(&remote)).await;
     let events = b.sync.events();
     forward(&a.store, &b.store, EventSeq::ROOT).await;
@@ -346,7 +351,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
         .into_iter()
         .filter(|e| e.kind() == "download:error")
         .collect();
-    assert_eq!(errors.len(), 2, "one error per bad attempt: {errors:?}");
+    assert_eq!(errors.len(), 3, "one error per bad attempt: {errors:?}");
     assert!(
         errors[0].to_json().contains("hash mismatch"),
         "{:?}",
@@ -359,7 +364,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
 /// WEAK-14: a transfer that hangs times out and completes on retry.
 #[tokio::test]
 async fn weak_14_hung_upload_times_out_then_completes() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
     let saved = c.sync.save_file(text("h", "after a hang")).await.unwrap();
@@ -381,7 +386,7 @@ async fn weak_14_hung_upload_times_out_then_completes() {
 /// client offline; when health returns it goes online and finishes the queued work.
 #[tokio::test]
 async fn net_1_offline_then_online_resumes_uploads() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
     remote.set_offline(true);
@@ -413,7 +418,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
 /// WEAK-11, ENG-18, EVT-6: a restart with rows left inProgress, queued or in error finishes them.
 #[tokio::test]
 async fn weak_11_restart_finishes_stuck_rows() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
     // First run: offline the whole time, so every upload fails into "error" and stays there.
@@ -476,7 +481,7 @@ async fn weak_11_restart_finishes_stuck_rows() {
 /// content locally and remotely; deleting both removes it.
 #[tokio::test]
 async fn weak_6_shared_content_survives_one_delete() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
     let one = c.sync.save_file(text("1", "same")).await.unwrap();
     let two = c.sync.save_file(text("2", "same")).await.unwrap();
@@ -517,7 +522,7 @@ async fn weak_6_shared_content_survives_one_delete() {
 /// TST-3: a file deleted while its upload is in flight leaves the remote empty.
 #[tokio::test]
 async fn tst_3_delete_during_upload_leaves_remote_empty() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang); // first attempt hangs until the timeout
     let c = client(Some(&remote)).await;
     let saved = c.sync.save_file(text("d", "short-lived")).await.unwrap();
@@ -532,7 +537,7 @@ async fn tst_3_delete_during_upload_leaves_remote_empty() {
 /// uploaded and published under its own key.
 #[tokio::test]
 async fn weak_12_update_during_upload_publishes_the_right_key() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
     let saved = c.sync.save_file(text("u", "version one")).await.unwrap();
@@ -564,7 +569,7 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
 /// ENG-9, TST-1: after start the cursor equals the head; restart does not bootstrap again.
 #[tokio::test]
 async fn eng_9_bootstrap_sets_cursor_to_head() {
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
     let s1 = a.sync.save_file(text("1", "one")).await.unwrap();
     a.sync.save_file(text("2", "two")).await.unwrap();
@@ -753,7 +758,7 @@ fn evt_json_shapes() {
 async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     use filesync_core::sync::FileLock;
     let dir = tempfile::tempdir().unwrap();
-    let remote = MemoryRemote::new();
+    let remote = FaultyRemote::new(MemoryRemote::new());
     let lock = || {
         Arc::new(
             FileLock::new(dir.path().join("filesync.lock"))
@@ -813,4 +818,63 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     .await;
     assert_eq!(remote.calls("upload"), 2);
     b.shutdown().await;
+}
+
+/// A local disk fault during a download (write fails) or an upload (read cut) is retried and
+/// the transfer completes; nothing partial becomes visible.
+#[tokio::test]
+async fn local_faults_are_retried() {
+    use filesync_core::testing::fs::FaultyFs;
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    let fs_a = FaultyFs::new(MemoryFs::new());
+    let a = client_on(
+        Arc::new(fs_a.clone()),
+        Arc::new(MemoryStore::new()),
+        Some(&remote),
+    )
+    .await;
+    fs_a.cut_reads_at(Some(4));
+    let saved = a
+        .sync
+        .save_file(text("a", "read me in pieces"))
+        .await
+        .unwrap();
+    eventually("upload attempted", || async { remote.calls("upload") >= 1 }).await;
+    fs_a.cut_reads_at(None);
+    eventually("upload after the read fault", || async {
+        a.store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+
+    let fs_b = FaultyFs::new(MemoryFs::new());
+    fs_b.fail_next_writes(2);
+    let b = client_on(
+        Arc::new(fs_b.clone()),
+        Arc::new(MemoryStore::new()),
+        Some(&remote),
+    )
+    .await;
+    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    eventually("download after write faults", || async {
+        b.store
+            .local_state(&saved.file_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.download_status == TransferStatus::Done)
+    })
+    .await;
+    assert!(fs_b.writes() >= 3);
+    let content = b.sync.read_file(&saved.file_id).await.unwrap();
+    assert_eq!(
+        collect_stream(content.body).await.unwrap(),
+        "read me in pieces"
+    );
+    a.sync.shutdown().await;
+    b.sync.shutdown().await;
 }

@@ -195,7 +195,9 @@ impl Engine {
                 max_concurrent_uploads: engine.options.max_concurrent_uploads,
                 max_concurrent_downloads: engine.options.max_concurrent_downloads,
                 retry: engine.options.retry,
-                transfer_timeout: engine.options.transfer_timeout,
+                // A backstop: the handlers time their attempts out themselves (so a hung
+                // attempt is recorded as an error like any other failure).
+                transfer_timeout: engine.options.transfer_timeout.saturating_mul(2),
             };
             let exec = Executor::start(Arc::new(Transfers(Arc::downgrade(&engine))), config);
             exec.pause(); // until the sync loop has recovered state (ENG-16)
@@ -716,7 +718,12 @@ impl Engine {
         self.emit(SyncEvent::DownloadStart {
             file_id: id.clone(),
         });
-        let result = self.download_attempt(&*remote, id).await;
+        let result = rt::timeout(
+            self.options.transfer_timeout,
+            self.download_attempt(&*remote, id),
+        )
+        .await
+        .unwrap_or(Err(Error::Timeout { what: "download" }));
         match result {
             Ok(()) => {
                 self.emit(SyncEvent::DownloadComplete {
@@ -813,7 +820,13 @@ impl Engine {
         self.emit(SyncEvent::UploadStart {
             file_id: id.clone(),
         });
-        match self.upload_attempt(&*remote, id).await {
+        let result = rt::timeout(
+            self.options.transfer_timeout,
+            self.upload_attempt(&*remote, id),
+        )
+        .await
+        .unwrap_or(Err(Error::Timeout { what: "upload" }));
+        match result {
             Ok(()) => {
                 self.emit(SyncEvent::UploadComplete {
                     file_id: id.clone(),

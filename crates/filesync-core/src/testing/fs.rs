@@ -389,3 +389,108 @@ macro_rules! fs_conformance {
         )*
     };
 }
+
+/// Wraps any [`FileSystem`] and injects faults: the next writes fail (before anything is
+/// written), and reads can be cut after a number of bytes. Clones share the switches.
+#[derive(Debug, Clone)]
+pub struct FaultyFs<F> {
+    inner: F,
+    faults: std::sync::Arc<std::sync::Mutex<FsFaults>>,
+}
+
+#[derive(Debug, Default)]
+struct FsFaults {
+    failing_writes: usize,
+    cut_reads_at: Option<usize>,
+    writes: usize,
+}
+
+impl<F: FileSystem> FaultyFs<F> {
+    /// Wrap `inner` with no faults.
+    pub fn new(inner: F) -> Self {
+        Self {
+            inner,
+            faults: std::sync::Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FsFaults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next `n` writes fail with a retryable I/O error.
+    pub fn fail_next_writes(&self, n: usize) {
+        self.lock().failing_writes = n;
+    }
+
+    /// Reads fail after `bytes` bytes (`None`: no longer).
+    pub fn cut_reads_at(&self, bytes: Option<usize>) {
+        self.lock().cut_reads_at = bytes;
+    }
+
+    /// How many writes were attempted.
+    pub fn writes(&self) -> usize {
+        self.lock().writes
+    }
+}
+
+fn injected_io() -> Error {
+    Error::Io {
+        op: "write",
+        path: "(injected)".into(),
+        source: std::io::Error::new(std::io::ErrorKind::Interrupted, "injected fault"),
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl<F: FileSystem> FileSystem for FaultyFs<F> {
+    async fn read(&self, path: &LocalPath) -> crate::Result<ByteStream> {
+        let body = self.inner.read(path).await?;
+        let Some(limit) = self.lock().cut_reads_at else {
+            return Ok(body);
+        };
+        let mut seen = 0usize;
+        Ok(crate::rt::boxed_stream(body.map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len();
+            if seen > limit {
+                Err(Error::Io {
+                    op: "read",
+                    path: "(injected)".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::Interrupted, "injected cut"),
+                })
+            } else {
+                Ok(chunk)
+            }
+        })))
+    }
+    async fn write(&self, path: &LocalPath, body: ByteStream) -> crate::Result<u64> {
+        let fail = {
+            let mut f = self.lock();
+            f.writes += 1;
+            let fail = f.failing_writes > 0;
+            f.failing_writes = f.failing_writes.saturating_sub(1);
+            fail
+        };
+        if fail {
+            return Err(injected_io());
+        }
+        self.inner.write(path, body).await
+    }
+    async fn rename(&self, from: &LocalPath, to: &LocalPath) -> crate::Result<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn remove(&self, path: &LocalPath) -> crate::Result<()> {
+        self.inner.remove(path).await
+    }
+    async fn stat(&self, path: &LocalPath) -> crate::Result<Option<crate::fs::FileStat>> {
+        self.inner.stat(path).await
+    }
+    async fn list(&self, dir: &LocalPath) -> crate::Result<Vec<crate::fs::DirEntry>> {
+        self.inner.list(dir).await
+    }
+    async fn create_dir_all(&self, path: &LocalPath) -> crate::Result<()> {
+        self.inner.create_dir_all(path).await
+    }
+}
