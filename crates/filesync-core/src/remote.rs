@@ -72,8 +72,11 @@ pub trait RemoteStorage: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
 /// (offline, failures, corruption, hangs) come from `testing::remote::FaultyRemote`.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryRemote {
-    objects: Arc<Mutex<HashMap<ObjectKey, (Bytes, Option<String>)>>>,
+    objects: Arc<Mutex<Objects>>,
 }
+
+/// Stored bytes and content type per key.
+type Objects = HashMap<ObjectKey, (Bytes, Option<String>)>;
 
 impl MemoryRemote {
     /// An empty remote.
@@ -81,7 +84,7 @@ impl MemoryRemote {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, (Bytes, Option<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
