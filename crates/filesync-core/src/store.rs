@@ -22,7 +22,7 @@ use crate::schema::{
     CURSOR_DOCUMENT_ID, Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, Mutation,
     materialize,
 };
-use crate::types::FileId;
+use crate::types::{FileId, ObjectKey};
 use crate::{Error, Result};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -92,6 +92,11 @@ pub trait Store: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     /// old confirmed position so the engine sees every event in the new order). Atomic.
     /// Returns whether pending events were rebased.
     async fn apply_remote(&self, events: Vec<Event>) -> Result<bool>;
+
+    /// Remote objects whose deletion is still owed (WEAK-7), in the order they were added.
+    async fn remote_deletes(&self) -> Result<Vec<ObjectKey>>;
+    /// Record (`owed = true`) or clear an owed remote delete. Idempotent.
+    async fn set_remote_delete(&self, key: &ObjectKey, owed: bool) -> Result<()>;
 }
 
 /// Follow the log from `after`: a stream of non-empty batches of synced events, in order,
@@ -258,6 +263,7 @@ struct MemoryTables {
     cursors: HashMap<String, FileSyncCursor>,
     client_seq: (u64, u64),
     confirmed: EventSeq,
+    remote_deletes: Vec<ObjectKey>,
 }
 
 impl Tables for MemoryTables {
@@ -446,6 +452,21 @@ impl Store for MemoryStore {
         };
         self.head.send_replace(head);
         Ok(rebased)
+    }
+
+    async fn remote_deletes(&self) -> Result<Vec<ObjectKey>> {
+        Ok(self.lock().remote_deletes.clone())
+    }
+
+    async fn set_remote_delete(&self, key: &ObjectKey, owed: bool) -> Result<()> {
+        let mut guard = self.lock();
+        let present = guard.remote_deletes.contains(key);
+        if owed && !present {
+            guard.remote_deletes.push(key.clone());
+        } else if !owed && present {
+            guard.remote_deletes.retain(|k| k != key);
+        }
+        Ok(())
     }
 }
 

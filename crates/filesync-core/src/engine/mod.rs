@@ -370,19 +370,49 @@ impl Engine {
             .map(drop)
     }
 
-    /// Delete the remote object of `hash` unless a live record uses it (WEAK-6). Errors are
-    /// logged: the object is orphaned, not the file.
+    /// Owe the deletion of a remote object of `hash` unless a live record uses it (WEAK-6),
+    /// and try it now. The debt is stored, so a delete lost to an outage or a crash is retried
+    /// later (WEAK-7) rather than forgotten.
     pub(crate) async fn release_remote(&self, key: &ObjectKey, hash: &crate::types::ContentHash) {
-        let Some(remote) = &self.remote else { return };
-        let referenced = match self.store.files().await {
-            Ok(files) => References::from_records(&files).is_referenced(hash),
-            Err(_) => true,
-        };
-        if referenced {
+        if self.remote.is_none() {
             return;
         }
-        if let Err(e) = remote.delete(key).await {
-            tracing::warn!(%key, error = %e, "remote delete failed; the object stays orphaned");
+        match self.store.files().await {
+            Ok(files) if !References::from_records(&files).is_referenced(hash) => {}
+            _ => return,
+        }
+        if let Err(e) = self.store.set_remote_delete(key, true).await {
+            tracing::warn!(%key, error = %e, "could not record the remote delete");
+        }
+        self.drain_remote_deletes().await;
+    }
+
+    /// Perform owed remote deletes, skipping (and forgetting) objects a live record uses again.
+    /// Stops at the first failure; the rest stays owed.
+    pub(crate) async fn drain_remote_deletes(&self) {
+        let Some(remote) = &self.remote else { return };
+        let Ok(keys) = self.store.remote_deletes().await else { return };
+        if keys.is_empty() {
+            return;
+        }
+        let Ok(files) = self.store.files().await else { return };
+        let refs = References::from_records(&files);
+        for key in keys {
+            let hash = key
+                .as_str()
+                .rsplit('/')
+                .next()
+                .and_then(|h| crate::types::ContentHash::parse(h).ok());
+            if !hash.is_some_and(|h| refs.is_referenced(&h))
+                && let Err(e) = remote.delete(&key).await
+            {
+                tracing::debug!(%key, error = %e, "remote delete failed; will retry");
+                return;
+            }
+            if let Err(e) = self.store.set_remote_delete(&key, false).await {
+                tracing::warn!(%key, error = %e, "could not clear the remote delete");
+                return;
+            }
         }
     }
 
@@ -973,6 +1003,7 @@ impl Engine {
         let Some(remote) = &self.remote else { return };
         if remote.health().await {
             self.come_online().await;
+            self.drain_remote_deletes().await;
         } else {
             self.go_offline().await;
         }

@@ -51,6 +51,10 @@ CREATE TABLE fileSyncCursor (
     id TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE remoteDeleteQueue (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE
+);
 CREATE TABLE filesyncMeta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -681,5 +685,37 @@ impl Store for SqliteStore {
             .await?;
         self.inner.head.send_replace(head);
         Ok(rebased)
+    }
+
+    async fn remote_deletes(&self) -> Result<Vec<ObjectKey>> {
+        self.with_conn(|conn, _, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM remoteDeleteQueue ORDER BY position")
+                .map_err(store_err("read"))?;
+            let keys = stmt
+                .query_map([], |r| {
+                    ObjectKey::parse(r.get::<_, String>(0)?).map_err(bad_row)
+                })
+                .map_err(store_err("read"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(store_err("read"))?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn set_remote_delete(&self, key: &ObjectKey, owed: bool) -> Result<()> {
+        let key = key.clone();
+        self.with_conn(move |conn, _, path| {
+            let sql = if owed {
+                "INSERT OR IGNORE INTO remoteDeleteQueue (key) VALUES (?1)"
+            } else {
+                "DELETE FROM remoteDeleteQueue WHERE key = ?1"
+            };
+            conn.execute(sql, [key.as_str()])
+                .map(drop)
+                .map_err(|e| sql_err("queue remote delete", path, e))
+        })
+        .await
     }
 }

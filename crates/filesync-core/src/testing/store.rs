@@ -621,6 +621,19 @@ pub async fn apply_remote_refuses_client_only_events(store: Arc<dyn Store>) {
     assert!(store.file(&id("a")).await.expect("file").is_none());
 }
 
+/// WEAK-7: owed remote deletes are kept in order, idempotently, until cleared.
+pub async fn remote_delete_queue(store: Arc<dyn Store>) {
+    let k = |s: &str| ObjectKey::parse(s).expect("valid key");
+    assert!(store.remote_deletes().await.expect("read").is_empty());
+    for key in ["s/b", "s/a", "s/b"] {
+        store.set_remote_delete(&k(key), true).await.expect("add");
+    }
+    assert_eq!(store.remote_deletes().await.expect("read"), vec![k("s/b"), k("s/a")]);
+    store.set_remote_delete(&k("s/b"), false).await.expect("clear");
+    store.set_remote_delete(&k("s/missing"), false).await.expect("clear missing");
+    assert_eq!(store.remote_deletes().await.expect("read"), vec![k("s/a")]);
+}
+
 /// Expands to one test per rule of the [`Store`](crate::store::Store) contract. The first
 /// argument is the test attribute, the second an expression (it may `.await`) that makes a
 /// fresh, empty store for each test.
@@ -643,7 +656,8 @@ macro_rules! store_conformance {
             confirm_moves_forward_within_the_head,
             apply_remote_appends_when_nothing_is_pending,
             apply_remote_rebases_pending_events,
-            apply_remote_refuses_client_only_events
+            apply_remote_refuses_client_only_events,
+            remote_delete_queue
         );
     };
     (@each #[$attr:meta] $make:expr; $($rule:ident),* $(,)?) => {
