@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 
-use crate::engine::{Engine, Options};
+use crate::engine::{Engine, EngineParts, Options};
 use crate::events::{SyncEvent, TransferKind};
 use crate::fs::{ByteStream, FileSystem};
 use crate::preprocess::{FileInput, Preprocessor, Preprocessors, serialize_metadata};
@@ -118,6 +118,22 @@ pub struct FileSyncBuilder {
     preprocessors: Preprocessors,
     leadership: Option<Arc<dyn crate::sync::Leadership>>,
     relay: Option<Arc<dyn crate::sync::EventExchange>>,
+    events: tokio::sync::broadcast::Sender<SyncEvent>,
+}
+
+/// The stream behind `events()`: skips what a slow consumer missed.
+fn event_stream(
+    rx: tokio::sync::broadcast::Receiver<SyncEvent>,
+) -> impl Stream<Item = SyncEvent> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => return Some((ev, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }
 
 impl std::fmt::Debug for FileSyncBuilder {
@@ -141,6 +157,12 @@ impl FileSyncBuilder {
     pub fn with_options(mut self, options: Options) -> Self {
         self.options = options;
         self
+    }
+
+    /// Events from the start on, including those emitted while [`start`](Self::start) runs
+    /// recovery and bootstrap (e.g. `sync:error-retry-start`).
+    pub fn events(&self) -> impl Stream<Item = SyncEvent> + Send + 'static + use<> {
+        event_stream(self.events.subscribe())
     }
 
     /// Exchange file events with other devices through this relay (the leader pushes local
@@ -186,15 +208,16 @@ impl FileSyncBuilder {
                 "max_stream_recovery_attempts must be at least 1",
             ));
         }
-        let engine = Engine::new(
-            self.store_id,
-            self.fs,
-            self.store,
-            self.remote,
-            self.relay,
-            self.options,
-            self.preprocessors,
-        );
+        let engine = Engine::new(EngineParts {
+            store_id: self.store_id,
+            fs: self.fs,
+            store: self.store,
+            remote: self.remote,
+            relay: self.relay,
+            options: self.options,
+            preprocessors: self.preprocessors,
+            events: self.events,
+        });
         match self.leadership {
             None => {
                 if let Err(e) = engine.run_sync_loop().await {
@@ -241,6 +264,7 @@ impl FileSync {
             preprocessors: Preprocessors::default(),
             leadership: None,
             relay: None,
+            events: tokio::sync::broadcast::channel(4096).0,
         }
     }
 
@@ -531,16 +555,7 @@ impl FileSync {
     /// Every event from now on (EVT-1..10). A slow consumer that falls more than 4096 events
     /// behind skips the oldest.
     pub fn events(&self) -> impl Stream<Item = SyncEvent> + Send + 'static + use<> {
-        let rx = self.engine.events.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => return Some((ev, rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
+        event_stream(self.engine.events.subscribe())
     }
 
     /// The store this instance syncs.

@@ -887,21 +887,40 @@ async fn weak_7_remote_delete_survives_outage_and_restart() {
     let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
-    let saved = first.sync.save_file(text("x", "to be deleted")).await.unwrap();
+    let saved = first
+        .sync
+        .save_file(text("x", "to be deleted"))
+        .await
+        .unwrap();
     eventually("uploaded", || async {
-        store.file(&saved.file_id).await.unwrap().unwrap().remote_key.is_some()
+        store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
     })
     .await;
     let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
     remote.set_offline(true);
     first.sync.delete_file(&saved.file_id).await.unwrap();
-    assert!(remote.object(&key).is_some(), "the delete could not happen yet");
+    assert!(
+        remote.object(&key).is_some(),
+        "the delete could not happen yet"
+    );
     assert_eq!(store.remote_deletes().await.unwrap(), vec![key.clone()]);
     first.sync.shutdown().await;
 
     remote.set_offline(false);
     let second = client_on(fs, Arc::clone(&store), Some(&remote)).await;
-    eventually("owed delete done after restart", || async { remote.object(&key).is_none() }).await;
-    eventually("debt cleared", || async { store.remote_deletes().await.unwrap().is_empty() }).await;
+    eventually("owed delete done after restart", || async {
+        remote.object(&key).is_none()
+    })
+    .await;
+    eventually("debt cleared", || async {
+        store.remote_deletes().await.unwrap().is_empty()
+    })
+    .await;
     second.sync.shutdown().await;
 }

@@ -137,6 +137,18 @@ fn merge_status(old: TransferStatus, new: TransferStatus) -> TransferStatus {
     }
 }
 
+/// Everything an engine is made of; assembled by the builder.
+pub(crate) struct EngineParts {
+    pub(crate) store_id: StoreId,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) remote: Option<Arc<dyn RemoteStorage>>,
+    pub(crate) relay: Option<Arc<dyn crate::sync::EventExchange>>,
+    pub(crate) options: Options,
+    pub(crate) preprocessors: Preprocessors,
+    pub(crate) events: broadcast::Sender<SyncEvent>,
+}
+
 struct Transfers(Weak<Engine>);
 
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
@@ -162,15 +174,17 @@ impl TransferHandler for Transfers {
 }
 
 impl Engine {
-    pub(crate) fn new(
-        store_id: StoreId,
-        fs: Arc<dyn FileSystem>,
-        store: Arc<dyn Store>,
-        remote: Option<Arc<dyn RemoteStorage>>,
-        relay: Option<Arc<dyn crate::sync::EventExchange>>,
-        options: Options,
-        preprocessors: Preprocessors,
-    ) -> Arc<Self> {
+    pub(crate) fn new(parts: EngineParts) -> Arc<Self> {
+        let EngineParts {
+            store_id,
+            fs,
+            store,
+            remote,
+            relay,
+            options,
+            preprocessors,
+            events,
+        } = parts;
         let engine = Arc::new_cyclic(|weak: &Weak<Engine>| Engine {
             cas: ContentStore::new(fs, store_id.clone()),
             store_id,
@@ -178,7 +192,7 @@ impl Engine {
             remote,
             relay,
             preprocessors,
-            events: broadcast::channel(4096).0,
+            events,
             executor: Mutex::new(None),
             online: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
@@ -391,11 +405,15 @@ impl Engine {
     /// Stops at the first failure; the rest stays owed.
     pub(crate) async fn drain_remote_deletes(&self) {
         let Some(remote) = &self.remote else { return };
-        let Ok(keys) = self.store.remote_deletes().await else { return };
+        let Ok(keys) = self.store.remote_deletes().await else {
+            return;
+        };
         if keys.is_empty() {
             return;
         }
-        let Ok(files) = self.store.files().await else { return };
+        let Ok(files) = self.store.files().await else {
+            return;
+        };
         let refs = References::from_records(&files);
         for key in keys {
             let hash = key

@@ -628,9 +628,18 @@ pub async fn remote_delete_queue(store: Arc<dyn Store>) {
     for key in ["s/b", "s/a", "s/b"] {
         store.set_remote_delete(&k(key), true).await.expect("add");
     }
-    assert_eq!(store.remote_deletes().await.expect("read"), vec![k("s/b"), k("s/a")]);
-    store.set_remote_delete(&k("s/b"), false).await.expect("clear");
-    store.set_remote_delete(&k("s/missing"), false).await.expect("clear missing");
+    assert_eq!(
+        store.remote_deletes().await.expect("read"),
+        vec![k("s/b"), k("s/a")]
+    );
+    store
+        .set_remote_delete(&k("s/b"), false)
+        .await
+        .expect("clear");
+    store
+        .set_remote_delete(&k("s/missing"), false)
+        .await
+        .expect("clear missing");
     assert_eq!(store.remote_deletes().await.expect("read"), vec![k("s/a")]);
 }
 

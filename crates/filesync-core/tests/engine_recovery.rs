@@ -1,0 +1,494 @@
+//! Engine recovery paths: stream errors and exhaustion (NET-6), the heartbeat (NET-7),
+//! bootstrap in one commit (ENG-9), start-up error retry (ENG-18), `retry_errors` (API-13),
+//! auto-prioritise on resolve (API-8). A store wrapper injects read failures and counts commits.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use filesync_core::engine::Options;
+use filesync_core::engine::executor::RetryPolicy;
+use filesync_core::events::{HeartbeatReason, RecoveryFrom, SyncEvent};
+use filesync_core::fs::{FileSystem, MemoryFs};
+use filesync_core::preprocess::FileInput;
+use filesync_core::remote::MemoryRemote;
+use filesync_core::schema::{
+    Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, TransferStatus,
+};
+use filesync_core::store::{MemoryStore, Store, StoredEvent};
+use filesync_core::testing::remote::{Fault, FaultyRemote};
+use filesync_core::types::{FileId, ObjectKey, StoreId};
+use filesync_core::{Error, FileSync, Result};
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    failing_reads: AtomicUsize,
+    blind: AtomicBool,
+    commits: Mutex<Vec<Vec<&'static str>>>,
+}
+
+#[async_trait]
+impl Store for Flaky {
+    async fn commit(&self, events: Vec<Event>) -> Result<Vec<EventSeq>> {
+        self.commits
+            .lock()
+            .unwrap()
+            .push(events.iter().map(Event::name).collect());
+        self.inner.commit(events).await
+    }
+    async fn file(&self, id: &FileId) -> Result<Option<FileRecord>> {
+        self.inner.file(id).await
+    }
+    async fn files(&self) -> Result<Vec<FileRecord>> {
+        self.inner.files().await
+    }
+    async fn local_state(&self, id: &FileId) -> Result<Option<LocalFileState>> {
+        self.inner.local_state(id).await
+    }
+    async fn local_states(&self) -> Result<Vec<LocalFileState>> {
+        self.inner.local_states().await
+    }
+    async fn cursor(&self) -> Result<FileSyncCursor> {
+        self.inner.cursor().await
+    }
+    async fn events_after(&self, after: EventSeq, limit: usize) -> Result<Vec<StoredEvent>> {
+        if self
+            .failing_reads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Timeout {
+                what: "injected store read",
+            });
+        }
+        if self.blind.load(Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        self.inner.events_after(after, limit).await
+    }
+    async fn head(&self) -> Result<EventSeq> {
+        self.inner.head().await
+    }
+    fn watch(&self) -> watch::Receiver<EventSeq> {
+        self.inner.watch()
+    }
+    async fn client_id(&self) -> Result<String> {
+        self.inner.client_id().await
+    }
+    async fn confirmed(&self) -> Result<EventSeq> {
+        self.inner.confirmed().await
+    }
+    async fn confirm(&self, seq: EventSeq) -> Result<()> {
+        self.inner.confirm(seq).await
+    }
+    async fn apply_remote(&self, events: Vec<Event>) -> Result<bool> {
+        self.inner.apply_remote(events).await
+    }
+    async fn remote_deletes(&self) -> Result<Vec<ObjectKey>> {
+        self.inner.remote_deletes().await
+    }
+    async fn set_remote_delete(&self, key: &ObjectKey, owed: bool) -> Result<()> {
+        self.inner.set_remote_delete(key, owed).await
+    }
+}
+
+fn store_id() -> StoreId {
+    StoreId::parse("s").unwrap()
+}
+
+fn options() -> Options {
+    Options {
+        health_check_interval: Duration::from_millis(30),
+        heartbeat_interval: Duration::from_millis(40),
+        stream_stall_threshold: Duration::from_millis(100),
+        stream_recovery_base_delay: Duration::from_millis(10),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_elapsed: Duration::from_secs(5),
+            max_retries: 2,
+            jitter: 0.2,
+        },
+        ..Options::default()
+    }
+}
+
+async fn until(
+    events: &mut (impl Stream<Item = SyncEvent> + Unpin),
+    what: &str,
+    pred: impl Fn(&SyncEvent) -> bool,
+) -> Vec<SyncEvent> {
+    let mut seen = Vec::new();
+    let found = filesync_core::rt::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.next().await {
+            let hit = pred(&e);
+            seen.push(e);
+            if hit {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "no {what}; saw {:?}",
+        seen.iter().map(SyncEvent::kind).collect::<Vec<_>>()
+    );
+    seen
+}
+
+fn text(s: &str) -> FileInput {
+    FileInput::from_bytes("t", "text/plain", s.as_bytes().to_vec())
+}
+
+/// NET-6, EVT-3, EVT-4: a failing stream emits `sync:stream-error` with attempts counting
+/// from 1, then `sync:recovery{from:"stream-error"}` when events flow again.
+#[tokio::test]
+async fn net_6_stream_errors_then_recovers() {
+    let store = Arc::new(Flaky::default());
+    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(sync.events());
+    store.failing_reads.store(2, Ordering::Release);
+    sync.save_file(text("a")).await.unwrap();
+    let seen = until(&mut events, "recovery", |e| {
+        *e == SyncEvent::Recovery {
+            from: RecoveryFrom::StreamError,
+        }
+    })
+    .await;
+    let attempts: Vec<u32> = seen
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::StreamError { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    sync.shutdown().await;
+}
+
+/// NET-6, NET-7, EVT-3, EVT-5: when retries are used up the stream gives up
+/// (`sync:stream-exhausted`) and the heartbeat restarts it (`stream-dead`); events then flow.
+#[tokio::test]
+async fn net_7_heartbeat_restarts_an_exhausted_stream() {
+    let store = Arc::new(Flaky::default());
+    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(sync.events());
+    store.failing_reads.store(5, Ordering::Release);
+    let saved = sync.save_file(text("b")).await.unwrap();
+    until(&mut events, "exhaustion", |e| {
+        matches!(e, SyncEvent::StreamExhausted { attempts: 5, .. })
+    })
+    .await;
+    until(&mut events, "stream-dead recovery", |e| {
+        *e == SyncEvent::HeartbeatRecovery {
+            reason: HeartbeatReason::StreamDead,
+        }
+    })
+    .await;
+    until(&mut events, "the batch after restart", |e| {
+        *e == SyncEvent::SyncComplete
+    })
+    .await;
+    assert_eq!(
+        store.cursor().await.unwrap().last_event_sequence,
+        store.head().await.unwrap()
+    );
+    assert!(store.file(&saved.file_id).await.unwrap().is_some());
+    sync.shutdown().await;
+}
+
+/// NET-7, WEAK-10: a stream that stops delivering while file events exist is restarted
+/// (`stream-stalled`); an idle stream (nothing new) is not.
+#[tokio::test]
+async fn net_7_stall_detected_without_false_positive() {
+    let store = Arc::new(Flaky::default());
+    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(sync.events());
+    sync.save_file(text("first")).await.unwrap();
+    until(&mut events, "first batch", |e| {
+        *e == SyncEvent::SyncComplete
+    })
+    .await;
+    // Idle for several heartbeats: no recovery of any kind.
+    let idle: Vec<SyncEvent> = filesync_core::rt::timeout(Duration::from_millis(400), async {
+        let mut v = Vec::new();
+        while let Some(e) = events.next().await {
+            v.push(e);
+        }
+        v
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        idle.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
+        "{idle:?}"
+    );
+    let mut events = Box::pin(sync.events());
+    store.blind.store(true, Ordering::Release);
+    sync.save_file(text("second")).await.unwrap();
+    until(&mut events, "stall", |e| {
+        *e == SyncEvent::HeartbeatRecovery {
+            reason: HeartbeatReason::StreamStalled,
+        }
+    })
+    .await;
+    store.blind.store(false, Ordering::Release);
+    until(&mut events, "the stalled batch", |e| {
+        *e == SyncEvent::SyncComplete
+    })
+    .await;
+    sync.shutdown().await;
+}
+
+/// NET-7: heartbeat interval 0 disables it (no recovery even for an exhausted stream).
+#[tokio::test]
+async fn net_7_zero_interval_disables_heartbeat() {
+    let store = Arc::new(Flaky::default());
+    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
+        .with_options(Options {
+            heartbeat_interval: Duration::ZERO,
+            ..options()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(sync.events());
+    store.failing_reads.store(5, Ordering::Release);
+    sync.save_file(text("c")).await.unwrap();
+    until(&mut events, "exhaustion", |e| {
+        e.kind() == "sync:stream-exhausted"
+    })
+    .await;
+    let after: Vec<SyncEvent> = filesync_core::rt::timeout(Duration::from_millis(300), async {
+        let mut v = Vec::new();
+        while let Some(e) = events.next().await {
+            v.push(e);
+        }
+        v
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        after.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
+        "{after:?}"
+    );
+    sync.shutdown().await;
+}
+
+/// ENG-9, TST-1: bootstrap writes every state row and the cursor in exactly one commit.
+#[tokio::test]
+async fn eng_9_bootstrap_is_one_commit() {
+    let source = MemoryStore::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
+    let writer = FileSync::builder(store_id(), Arc::clone(&fs), Arc::new(source.clone()))
+        .start()
+        .await
+        .unwrap();
+    for n in 0..3 {
+        writer.save_file(text(&format!("file {n}"))).await.unwrap();
+    }
+    writer.shutdown().await;
+    // A second store with the same log but no state rows: bootstrap applies.
+    let store = Arc::new(Flaky::default());
+    let log: Vec<Event> = source
+        .events_after(EventSeq::ROOT, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    store.inner.commit(log).await.unwrap();
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    remote.set_offline(true); // keep the uploads from changing rows meanwhile
+    let sync = FileSync::builder(store_id(), fs, store.clone())
+        .with_remote(Arc::new(remote))
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let commits = store.commits.lock().unwrap().clone();
+    let with_rows: Vec<_> = commits
+        .iter()
+        .filter(|c| c.contains(&"v1.LocalFileStateUpsert"))
+        .collect();
+    assert_eq!(with_rows.len(), 1, "{commits:?}");
+    assert_eq!(
+        with_rows[0]
+            .iter()
+            .filter(|n| **n == "v1.LocalFileStateUpsert")
+            .count(),
+        3
+    );
+    assert_eq!(with_rows[0].last(), Some(&"fileSyncCursorSet"));
+    // API-12: trigger_sync does not bootstrap again.
+    sync.trigger_sync().await.unwrap();
+    filesync_core::rt::sleep(Duration::from_millis(100)).await;
+    let upserts_after = store
+        .commits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.iter()
+                .filter(|n| **n == "v1.LocalFileStateUpsert")
+                .count()
+                == 3
+        })
+        .count();
+    assert_eq!(upserts_after, 1);
+    sync.shutdown().await;
+}
+
+/// ENG-18, EVT-6, API-13, EVT-9, EVT-4: exhausted uploads stay `error`; `retry_errors`
+/// re-queues them (emitting `sync:recovery{from:"error-retry"}`); a restart re-queues error
+/// rows with the error cleared (emitting `sync:error-retry-start`).
+#[tokio::test]
+async fn api_13_retry_errors_and_eng_18_restart_recovery() {
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    for _ in 0..3 {
+        remote.push_fault(Fault::Fail);
+    }
+    let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
+    let store = Arc::new(MemoryStore::new());
+    let sync = FileSync::builder(store_id(), Arc::clone(&fs), store.clone())
+        .with_remote(Arc::new(remote.clone()))
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let mut events = Box::pin(sync.events());
+    let saved = sync.save_file(text("flaky")).await.unwrap();
+    until(&mut events, "exhausted", |e| {
+        e.kind() == "transfer:exhausted"
+    })
+    .await;
+    let row = store.local_state(&saved.file_id).await.unwrap().unwrap();
+    assert_eq!(row.upload_status, TransferStatus::Error);
+    assert!(row.last_sync_error.contains("injected failure"), "{row:?}");
+    assert!(
+        sync.is_online(),
+        "health was fine: the failures were the transfer's"
+    );
+
+    // Restart: the error row is queued, its error cleared, the upload enqueued (WEAK-11).
+    sync.shutdown().await;
+    remote.push_fault(Fault::Fail);
+    remote.push_fault(Fault::Fail);
+    remote.push_fault(Fault::Fail);
+    let builder = FileSync::builder(store_id(), Arc::clone(&fs), store.clone())
+        .with_remote(Arc::new(remote.clone()))
+        .with_options(options());
+    let mut early = Box::pin(builder.events());
+    let sync = builder.start().await.unwrap();
+    until(&mut early, "error-retry-start", |e| {
+        *e == SyncEvent::ErrorRetryStart {
+            file_ids: vec![saved.file_id.clone()],
+        }
+    })
+    .await;
+    until(&mut early, "exhausted again", |e| {
+        e.kind() == "transfer:exhausted"
+    })
+    .await;
+    assert_eq!(
+        sync.retry_errors().await.unwrap(),
+        vec![saved.file_id.clone()]
+    );
+    until(&mut early, "error-retry recovery", |e| {
+        *e == SyncEvent::Recovery {
+            from: RecoveryFrom::ErrorRetry,
+        }
+    })
+    .await;
+    until(&mut early, "upload complete", |e| {
+        e.kind() == "upload:complete"
+    })
+    .await;
+    assert!(sync.retry_errors().await.unwrap().is_empty());
+    sync.shutdown().await;
+}
+
+/// API-8, EXE-6: resolving a file that is queued for download prioritises it and returns a
+/// signed remote URL; after the download it resolves locally.
+#[tokio::test]
+async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
+    use filesync_core::api::FileUrl;
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    let a_store = Arc::new(MemoryStore::new());
+    let a = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), a_store.clone())
+        .with_remote(Arc::new(remote.clone()))
+        .with_options(options())
+        .start()
+        .await
+        .unwrap();
+    let saved = a.save_file(text("remote first")).await.unwrap();
+    a.await_idle().await;
+    while a_store
+        .file(&saved.file_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .remote_key
+        .is_none()
+    {
+        filesync_core::rt::sleep(Duration::from_millis(5)).await;
+    }
+    let b_store = Arc::new(MemoryStore::new());
+    remote.push_fault(Fault::Hang);
+    let b = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), b_store.clone())
+        .with_remote(Arc::new(remote.clone()))
+        .with_options(Options {
+            transfer_timeout: Duration::from_millis(300),
+            ..options()
+        })
+        .start()
+        .await
+        .unwrap();
+    let log: Vec<Event> = a_store
+        .events_after(EventSeq::ROOT, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    b_store.commit(log).await.unwrap();
+    let url = b.resolve_file_url(&saved.file_id).await.unwrap();
+    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    assert_eq!(
+        url,
+        Some(FileUrl::Remote(format!("https://test-storage.local/{key}")))
+    );
+    b.await_idle().await;
+    while !matches!(
+        b.resolve_file_url(&saved.file_id).await.unwrap(),
+        Some(FileUrl::Local(_))
+    ) {
+        filesync_core::rt::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        b.resolve_file_url(&FileId::parse("nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
