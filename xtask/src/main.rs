@@ -219,9 +219,25 @@ fn demo(sh: &Shell) -> Result<()> {
         data.display()
     );
 
-    step("1. save hello.txt (written locally first, named by its SHA-256)");
-    let saved = fs(&["save", &sample.to_string_lossy()])?;
+    step(
+        "1. save hello.txt (written locally first, named by its SHA-256), with the engine's events",
+    );
+    let sample_arg = sample.to_string_lossy().into_owned();
+    let out = cmd!(sh, "{cli} --data-dir {data} --events save {sample_arg}").output()?;
+    ensure!(
+        out.status.success(),
+        "save failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = String::from_utf8(out.stdout)?.trim().to_owned();
+    let events = String::from_utf8(out.stderr)?;
     println!("{saved}");
+    print!("{events}");
+    ensure!(
+        events.contains(r#"{"type":"sync:start"}"#)
+            && events.contains(r#"{"type":"sync:complete"}"#),
+        "the engine did not report processing the new file: {events:?}"
+    );
     let fields: Vec<&str> = saved.split('\t').collect();
     let (id, hash) = match fields.as_slice() {
         [id, hash, ..] => (id.to_string(), hash.to_string()),
@@ -285,7 +301,7 @@ fn demo(sh: &Shell) -> Result<()> {
     println!("ok: records are soft-deleted, content is gone");
 
     println!(
-        "\ndemo: every step showed what it claimed (local-only; syncing between clients comes with the engine and relay)"
+        "\ndemo: every step showed what it claimed (local-only mode; syncing between clients over HTTP comes with the signer client and the relay server)"
     );
     Ok(())
 }

@@ -545,10 +545,29 @@ impl FileSync {
         self.engine.is_online()
     }
 
-    /// Wait until no transfer is queued or running.
+    /// Wait until the engine has processed every file event in the store and no transfer is
+    /// queued or running.
     pub async fn await_idle(&self) {
-        if let Some(exec) = self.engine.executor() {
-            exec.await_idle().await;
+        loop {
+            if let Some(exec) = self.engine.executor() {
+                exec.await_idle().await;
+            }
+            let caught_up = match (
+                self.engine.store.cursor().await,
+                self.engine.store.head().await,
+            ) {
+                (Ok(c), Ok(h)) => c.last_event_sequence.global >= h.global,
+                _ => true, // a store error: nothing to wait for that could end
+            };
+            let idle = self.engine.executor().is_none_or(|e| {
+                let s = e.stats();
+                s.queued_uploads + s.queued_downloads + s.inflight_uploads + s.inflight_downloads
+                    == 0
+            });
+            if caught_up && idle {
+                return;
+            }
+            crate::rt::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
