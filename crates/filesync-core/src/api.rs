@@ -540,6 +540,13 @@ impl FileSync {
         Ok(ids)
     }
 
+    /// `getSyncStatus` over every state row (API-22).
+    pub async fn sync_status(&self) -> Result<crate::status::SyncStatus> {
+        Ok(crate::status::SyncStatus::from_states(
+            &self.engine.store.local_states().await?,
+        ))
+    }
+
     /// Whether the remote was reachable at the last probe (API-11); always true local-only.
     pub fn is_online(&self) -> bool {
         self.engine.is_online()

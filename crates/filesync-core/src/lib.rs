@@ -17,6 +17,7 @@ pub mod preprocess;
 pub mod remote;
 pub mod rt;
 pub mod schema;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod types;
