@@ -16,12 +16,14 @@ use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, TransferStatus};
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::{MemoryRelay, RelayEvent};
+use filesync_core::testing::remote::FaultyRemote;
 use filesync_core::types::{FileId, StoreId};
 
 struct Client {
     sync: FileSync,
     store: Arc<dyn Store>,
     relay: MemoryRelay,
+    remote: FaultyRemote<MemoryRemote>,
 }
 
 fn store_id() -> StoreId {
@@ -32,6 +34,7 @@ async fn client(remote: &MemoryRemote, relay: &MemoryRelay) -> Client {
     let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
     let relay = relay.handle();
+    let remote = FaultyRemote::new(remote.clone());
     let options = Options {
         health_check_interval: Duration::from_millis(50),
         retry: RetryPolicy {
@@ -47,7 +50,12 @@ async fn client(remote: &MemoryRemote, relay: &MemoryRelay) -> Client {
         .start()
         .await
         .unwrap();
-    Client { sync, store, relay }
+    Client {
+        sync,
+        store,
+        relay,
+        remote,
+    }
 }
 
 async fn content(c: &Client, id: &FileId) -> Option<String> {
@@ -154,7 +162,7 @@ async fn save_update_delete_converge_both_ways() {
     b.sync.shutdown().await;
 }
 
-/// While B is cut off from the relay both sides keep saving; afterwards B rebases its events
+/// While B is offline (no relay, no remote storage) both sides keep saving; afterwards B rebases its events
 /// after A's and both end with the same order, rows and files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_clients_rebase_and_converge() {
@@ -169,6 +177,7 @@ async fn partitioned_clients_rebase_and_converge() {
     until_converged(&a, &b, "before the partition").await;
 
     b.relay.set_offline(true);
+    b.remote.set_offline(true);
     let mut on_a = Vec::new();
     let mut on_b = Vec::new();
     for n in 0..3 {
@@ -199,7 +208,9 @@ async fn partitioned_clients_rebase_and_converge() {
     filesync_core::rt::sleep(Duration::from_millis(200)).await;
     assert!(!converged(&a, &b).await);
 
+    assert!(!b.sync.is_online(), "B noticed it is offline");
     b.relay.set_offline(false);
+    b.remote.set_offline(false);
     until_converged(&a, &b, "after the partition").await;
     for id in on_a.iter().chain(&on_b) {
         assert!(content(&a, id).await.is_some() && content(&b, id).await.is_some());

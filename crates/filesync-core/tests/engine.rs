@@ -924,3 +924,139 @@ async fn weak_7_remote_delete_survives_outage_and_restart() {
     .await;
     second.sync.shutdown().await;
 }
+
+/// A leadership whose first grant can be revoked, and which grants again on request.
+#[derive(Debug, Default)]
+struct Revocable {
+    revoke: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    regrant: tokio::sync::Notify,
+    grants: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl filesync_core::sync::Leadership for Revocable {
+    async fn acquire(&self) -> filesync_core::Result<filesync_core::sync::LeaderGuard> {
+        let n = self
+            .grants
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 0 {
+            let rx = self.revoke.lock().unwrap().take().unwrap();
+            return Ok(filesync_core::sync::LeaderGuard::with_loss(
+                (),
+                Box::pin(async move {
+                    let _ = rx.await;
+                }),
+            ));
+        }
+        self.regrant.notified().await;
+        Ok(filesync_core::sync::LeaderGuard::new(()))
+    }
+}
+
+/// ENG-17: losing leadership interrupts in-flight transfers, resets them to queued and stops
+/// transferring; regaining it finishes them.
+#[tokio::test]
+async fn eng_17_losing_leadership_interrupts_and_requeues() {
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    remote.push_fault(Fault::Hang);
+    let (revoke, rx) = tokio::sync::oneshot::channel();
+    let leadership = Arc::new(Revocable {
+        revoke: std::sync::Mutex::new(Some(rx)),
+        ..Revocable::default()
+    });
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), Arc::clone(&store))
+        .with_remote(Arc::new(remote.clone()))
+        .with_options(Options {
+            transfer_timeout: Duration::from_secs(60),
+            ..fast()
+        })
+        .with_leadership(leadership.clone())
+        .start()
+        .await
+        .unwrap();
+    let saved = sync.save_file(text("l", "led")).await.unwrap();
+    eventually("upload in flight", || async {
+        remote.calls("upload") == 1
+            && store
+                .local_state(&saved.file_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .upload_status
+                == TransferStatus::InProgress
+    })
+    .await;
+    revoke.send(()).unwrap();
+    eventually("reset to queued", || async {
+        store
+            .local_state(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .upload_status
+            == TransferStatus::Queued
+    })
+    .await;
+    filesync_core::rt::sleep(Duration::from_millis(200)).await;
+    assert_eq!(remote.calls("upload"), 1, "a follower does not transfer");
+    leadership.regrant.notify_one();
+    eventually("uploaded after regaining leadership", || async {
+        store
+            .file(&saved.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    sync.shutdown().await;
+}
+
+/// ENG-16: a process holding the leader lock is killed; the OS releases the lock and the
+/// waiting engine takes over. The test re-runs its own binary as the leader process.
+#[tokio::test]
+async fn eng_16_killed_leader_process_releases_the_lock() {
+    use filesync_core::sync::{FileLock, Leadership};
+    const CHILD: &str = "FILESYNC_TEST_LOCK_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let dir = std::path::PathBuf::from(dir);
+        let _guard = FileLock::new(dir.join("filesync.lock"))
+            .acquire()
+            .await
+            .unwrap();
+        std::fs::write(dir.join("leader-ready"), b"1").unwrap();
+        filesync_core::rt::sleep(Duration::from_secs(120)).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "eng_16_killed_leader_process_releases_the_lock",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the child holds the lock", || async {
+        dir.path().join("leader-ready").exists()
+    })
+    .await;
+    let lock = FileLock::new(dir.path().join("filesync.lock"))
+        .with_poll_interval(Duration::from_millis(20));
+    let blocked = filesync_core::rt::timeout(Duration::from_millis(300), lock.acquire()).await;
+    assert!(
+        blocked.is_err(),
+        "the lock was granted while another process held it"
+    );
+    child.kill().await.unwrap();
+    let granted = filesync_core::rt::timeout(Duration::from_secs(5), lock.acquire()).await;
+    assert!(
+        granted.is_ok_and(|g| g.is_ok()),
+        "the lock was not released by the killed process"
+    );
+}
