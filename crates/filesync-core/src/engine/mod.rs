@@ -156,10 +156,7 @@ struct Transfers(Weak<Engine>);
 impl TransferHandler for Transfers {
     async fn run(&self, kind: TransferKind, id: FileId) -> Result<()> {
         let engine = self.0.upgrade().ok_or(Error::Shutdown)?;
-        match kind {
-            TransferKind::Upload => engine.upload(&id).await,
-            TransferKind::Download => engine.download(&id).await,
-        }
+        engine.transfer(kind, &id).await
     }
 
     fn exhausted(&self, kind: TransferKind, id: FileId, error: Error) {
@@ -757,58 +754,75 @@ impl Engine {
         }
     }
 
-    async fn download(&self, id: &FileId) -> Result<()> {
+    /// One attempt of a transfer, with the bookkeeping around it (ENG-12, ENG-13): status
+    /// `inProgress`, `*:start`, the attempt under a timeout, then `*:complete`, or status
+    /// `error` with the message, `*:error` and a connectivity check (NET-4).
+    async fn transfer(&self, kind: TransferKind, id: &FileId) -> Result<()> {
         let remote = self.remote.clone().ok_or(Error::Unsupported {
-            what: "downloads in local-only mode",
+            what: "transfers in local-only mode",
         })?;
-        self.set_status(id, TransferKind::Download, TransferStatus::InProgress, None)
+        self.set_status(id, kind, TransferStatus::InProgress, None)
             .await?;
-        self.emit(SyncEvent::DownloadStart {
-            file_id: id.clone(),
+        let file_id = id.clone();
+        self.emit(match kind {
+            TransferKind::Upload => SyncEvent::UploadStart { file_id },
+            TransferKind::Download => SyncEvent::DownloadStart { file_id },
         });
-        let result = rt::timeout(
-            self.options.transfer_timeout,
-            self.download_attempt(&*remote, id),
-        )
-        .await
-        .unwrap_or(Err(Error::Timeout { what: "download" }));
-        match result {
-            Ok(()) => {
-                self.emit(SyncEvent::DownloadComplete {
-                    file_id: id.clone(),
-                });
-                Ok(())
+        let attempt = async {
+            match kind {
+                TransferKind::Upload => self.upload_attempt(&*remote, id).await,
+                TransferKind::Download => self.download_attempt(&*remote, id).await,
             }
-            Err(error) => {
-                let record = self.store.file(id).await.ok().flatten();
-                if record.as_ref().is_none_or(FileRecord::is_deleted) {
-                    let _guard = self.lock_state().await;
-                    let _ = self.remove_state(id).await;
-                    return Ok(());
-                }
-                self.set_status(
-                    id,
-                    TransferKind::Download,
-                    TransferStatus::Error,
-                    Some(error.to_string()),
-                )
-                .await?;
-                self.emit(SyncEvent::DownloadError {
-                    file_id: id.clone(),
-                    error: error.to_string(),
+        };
+        let result = rt::timeout(self.options.transfer_timeout, attempt)
+            .await
+            .unwrap_or(Err(Error::Timeout { what: "transfer" }));
+        let file_id = id.clone();
+        let error = match result {
+            Ok(()) => {
+                self.emit(match kind {
+                    TransferKind::Upload => SyncEvent::UploadComplete { file_id },
+                    TransferKind::Download => SyncEvent::DownloadComplete { file_id },
                 });
-                self.connectivity_check().await;
-                Err(error)
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        if kind == TransferKind::Download {
+            let record = self.store.file(id).await.ok().flatten();
+            if record.as_ref().is_none_or(FileRecord::is_deleted) {
+                // Deleted meanwhile: nothing to fetch any more, and not an error (ENG-12).
+                let _guard = self.lock_state().await;
+                let _ = self.remove_state(id).await;
+                return Ok(());
             }
         }
+        self.set_status(id, kind, TransferStatus::Error, Some(error.to_string()))
+            .await?;
+        let message = error.to_string();
+        self.emit(match kind {
+            TransferKind::Upload => SyncEvent::UploadError {
+                file_id,
+                error: message,
+            },
+            TransferKind::Download => SyncEvent::DownloadError {
+                file_id,
+                error: message,
+            },
+        });
+        self.connectivity_check().await;
+        Err(error)
+    }
+
+    async fn record(&self, id: &FileId) -> Result<FileRecord> {
+        self.store
+            .file(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format_args!("file {id}")))
     }
 
     async fn download_attempt(&self, remote: &dyn RemoteStorage, id: &FileId) -> Result<()> {
-        let record = self
-            .store
-            .file(id)
-            .await?
-            .ok_or_else(|| Error::not_found(format_args!("file {id}")))?;
+        let record = self.record(id).await?;
         if record.is_deleted() {
             return Ok(()); // the failure path removes the row
         }
@@ -859,52 +873,8 @@ impl Engine {
         }
     }
 
-    async fn upload(&self, id: &FileId) -> Result<()> {
-        let remote = self.remote.clone().ok_or(Error::Unsupported {
-            what: "uploads in local-only mode",
-        })?;
-        self.set_status(id, TransferKind::Upload, TransferStatus::InProgress, None)
-            .await?;
-        self.emit(SyncEvent::UploadStart {
-            file_id: id.clone(),
-        });
-        let result = rt::timeout(
-            self.options.transfer_timeout,
-            self.upload_attempt(&*remote, id),
-        )
-        .await
-        .unwrap_or(Err(Error::Timeout { what: "upload" }));
-        match result {
-            Ok(()) => {
-                self.emit(SyncEvent::UploadComplete {
-                    file_id: id.clone(),
-                });
-                Ok(())
-            }
-            Err(error) => {
-                self.set_status(
-                    id,
-                    TransferKind::Upload,
-                    TransferStatus::Error,
-                    Some(error.to_string()),
-                )
-                .await?;
-                self.emit(SyncEvent::UploadError {
-                    file_id: id.clone(),
-                    error: error.to_string(),
-                });
-                self.connectivity_check().await;
-                Err(error)
-            }
-        }
-    }
-
     async fn upload_attempt(&self, remote: &dyn RemoteStorage, id: &FileId) -> Result<()> {
-        let record = self
-            .store
-            .file(id)
-            .await?
-            .ok_or_else(|| Error::not_found(format_args!("file {id}")))?;
+        let record = self.record(id).await?;
         if record.is_deleted() {
             let _guard = self.lock_state().await;
             return self.remove_state(id).await;
