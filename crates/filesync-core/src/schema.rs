@@ -318,8 +318,9 @@ impl FileSyncCursorSet {
 }
 
 /// Every event filesync commits, tagged by its exact name (SCH-5..10). Serializes as
-/// `{"name": "...", "args": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `{"name": "...", "args": {...}}`. Deserializing requires `args` to be a JSON object (serde
+/// would otherwise also accept an array for a struct) and names the event in errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "name", content = "args")]
 pub enum Event {
     /// `v1.FileCreated` (synced).
@@ -343,6 +344,40 @@ pub enum Event {
     /// `fileSyncCursorSet` (client-only).
     #[serde(rename = "fileSyncCursorSet")]
     FileSyncCursorSet(FileSyncCursorSet),
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            name: String,
+            args: serde_json::Value,
+        }
+        let Raw { name, args } = Raw::deserialize(d)?;
+        if !args.is_object() {
+            return Err(D::Error::custom(format!(
+                "{name}: args must be a JSON object"
+            )));
+        }
+        fn parse<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            name: &str,
+            args: serde_json::Value,
+        ) -> Result<T, E> {
+            serde_json::from_value(args).map_err(|e| E::custom(format!("{name}: {e}")))
+        }
+        Ok(match name.as_str() {
+            "v1.FileCreated" => Event::FileCreated(parse(&name, args)?),
+            "v1.FileUpdated" => Event::FileUpdated(parse(&name, args)?),
+            "v1.FileDeleted" => Event::FileDeleted(parse(&name, args)?),
+            "v1.LocalFileStateUpsert" => Event::LocalFileStateUpsert(parse(&name, args)?),
+            "v1.LocalFileStateRemove" => Event::LocalFileStateRemove(parse(&name, args)?),
+            "v1.LocalFileStateClear" => Event::LocalFileStateClear(parse(&name, args)?),
+            "fileSyncCursorSet" => Event::FileSyncCursorSet(parse(&name, args)?),
+            other => return Err(D::Error::custom(format!("unknown event name {other:?}"))),
+        })
+    }
 }
 
 /// The names of the synced file events, the engine's stream filter (ENG-10).
