@@ -184,16 +184,16 @@ string_newtype!(
 impl StoreId {
     /// Replace every character outside `[A-Za-z0-9._-]` with `_` (CFG-5), then validate.
     pub fn sanitize(raw: &str) -> Result<Self, ParseError> {
-        let s: String = raw
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        // The original runs `replace(/[^A-Za-z0-9._-]/g, "_")` on a UTF-16 string: one `_`
+        // per UTF-16 unit, so a character outside the BMP becomes two.
+        let mut s = String::with_capacity(raw.len());
+        for c in raw.chars() {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                s.push(c);
+            } else {
+                s.extend(std::iter::repeat_n('_', c.len_utf16()));
+            }
+        }
         Self::parse(s).map_err(|e| ParseError::new("store id", raw, e.reason))
     }
 }
@@ -405,12 +405,48 @@ impl Timestamp {
         }
     }
 
-    /// Parse an RFC 3339 / ISO-8601 date-time (any offset; sub-millisecond digits are dropped).
+    /// Parse an RFC 3339 / ISO-8601 date-time (any offset; sub-millisecond digits are dropped),
+    /// including the signed six-digit years `toISOString` writes outside 0000..=9999.
     pub fn parse_iso8601(input: &str) -> Result<Self, ParseError> {
-        let dt = chrono::DateTime::parse_from_rfc3339(input)
-            .map_err(|_| ParseError::new("timestamp", input, "is not an ISO-8601 date-time"))?;
-        Self::from_millis(dt.timestamp_millis())
-            .map_err(|e| ParseError::new("timestamp", input, e.reason))
+        let bad = || ParseError::new("timestamp", input, "is not an ISO-8601 date-time");
+        let ms = match Self::split_extended_year(input) {
+            None => chrono::DateTime::parse_from_rfc3339(input)
+                .map_err(|_| bad())?
+                .timestamp_millis(),
+            Some((year, rest)) => {
+                // Parse the rest with a leap placeholder year, then put the real year back.
+                let dt = chrono::DateTime::parse_from_rfc3339(&format!("2000{rest}"))
+                    .map_err(|_| bad())?;
+                let local = dt.naive_local();
+                let date = chrono::NaiveDate::from_ymd_opt(
+                    year,
+                    chrono::Datelike::month(&local),
+                    chrono::Datelike::day(&local),
+                )
+                .ok_or_else(bad)?;
+                let naive = date.and_time(local.time());
+                naive.and_utc().timestamp_millis() - i64::from(dt.offset().local_minus_utc()) * 1000
+            }
+        };
+        Self::from_millis(ms).map_err(|e| ParseError::new("timestamp", input, e.reason))
+    }
+
+    /// `+YYYYYY-…` or `-YYYYYY-…`: the year and the rest starting at its `-`.
+    fn split_extended_year(input: &str) -> Option<(i32, &str)> {
+        let sign = match input.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = input.get(1..7)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) || !input[7..].starts_with('-') {
+            return None;
+        }
+        let year: i32 = digits.parse().ok()?;
+        if sign < 0 && year == 0 {
+            return None; // "-000000" is not a valid year in ECMAScript
+        }
+        Some((sign * year, &input[7..]))
     }
 
     /// Format as JavaScript's `Date.prototype.toISOString()` does: `YYYY-MM-DDTHH:mm:ss.sssZ`
@@ -558,6 +594,7 @@ mod tests {
             "node_filesync_store_1"
         );
         assert!(StoreId::sanitize("..").is_err());
+        assert_eq!(StoreId::sanitize("photos📷").unwrap().as_str(), "photos__");
         assert!(StoreId::parse("a b").is_err());
         assert!(StoreId::parse("").is_err());
     }
@@ -585,6 +622,12 @@ mod tests {
             t
         );
         assert!(Timestamp::parse_iso8601("yesterday").is_err());
+        for extended in ["+010000-01-01T00:00:00.000Z", "-000001-01-01T00:00:00.000Z"] {
+            let t = Timestamp::parse_iso8601(extended).unwrap();
+            assert_eq!(t.to_iso8601(), extended);
+        }
+        assert!(Timestamp::parse_iso8601("+010001-02-29T00:00:00.000Z").is_err());
+        assert!(Timestamp::parse_iso8601("-000000-01-01T00:00:00.000Z").is_err());
         assert!(Timestamp::from_millis(i64::MAX).is_err());
         assert_eq!(
             Timestamp::from_millis(-62_198_755_200_000)

@@ -144,7 +144,10 @@ fn sch_5_to_11_events_round_trip_byte_for_byte() {
 #[test]
 fn sch_5_to_10_event_name_matches_json_name() {
     for case in &load("events.json") {
-        let event = Event::from_json(case.raw()).unwrap();
+        // A vector that does not parse is reported by `sch_5_to_11_events_round_trip_byte_for_byte`.
+        let Ok(event) = Event::from_json(case.raw()) else {
+            continue;
+        };
         let name = json_name(case);
         assert_eq!(event.name(), name, "{}", case.label());
         assert_eq!(
