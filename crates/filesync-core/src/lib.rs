@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cas;
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -17,6 +18,8 @@ pub mod preprocess;
 pub mod remote;
 pub mod rt;
 pub mod schema;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+pub mod server;
 pub mod status;
 pub mod store;
 pub mod sync;

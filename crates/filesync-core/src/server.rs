@@ -1,0 +1,472 @@
+//! The signer contract router (feature `server`): one axum router, generic over an
+//! [`ObjectSigner`], used by both server crates so their HTTP surface cannot drift.
+//!
+//! Behaviour (SGN, S3-1..11, R2-1..5, with WEAK-2, WEAK-3 and WEAK-23 fixed):
+//! - Routes under a base path (default `/api`), matched on a segment boundary (`/api` does not
+//!   match `/apix`): `GET /health` (no auth), `POST /v1/sign/upload`, `POST /v1/sign/download`,
+//!   `POST /v1/delete`; `OPTIONS` on anything under the base answers 204.
+//! - Every other request under the base is authenticated *before* routing (S3-5): a token from
+//!   `Authorization: Bearer <t>` or `X-Worker-Auth: <t>`, compared in constant time with every
+//!   configured token; each token grants key prefixes (none = any key). No tokens configured
+//!   means open access, as the original without `validateAuth`.
+//! - Bodies are limited (16 KiB by default); malformed JSON → 400 `Invalid request`; unsafe
+//!   keys → 400 `Invalid key`; keys outside the token's prefixes → 403 `Forbidden`.
+//! - CORS headers on every response: `*` by default, or the request's origin with
+//!   `Access-Control-Allow-Credentials: true` when it is in the configured allow-list.
+//! - Errors map to statuses in one place ([`ApiError`]); 5xx bodies carry no details. Logs
+//!   carry the method and path only: never query strings, tokens or signed URLs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use crate::contract::{
+    ErrorBody, KeyRequest, SignDownloadResponse, SignUploadRequest, SignUploadResponse,
+    UploadMethod, parse_request_key,
+};
+use crate::types::{ContentHash, ObjectKey, Timestamp};
+use crate::{Error, Result};
+
+/// What an upload declares; a signer may bind each into the signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSpec {
+    /// The object key.
+    pub key: ObjectKey,
+    /// The body's length.
+    pub content_length: Option<u64>,
+    /// The body's MIME type.
+    pub content_type: Option<String>,
+    /// The body's SHA-256.
+    pub content_hash: Option<ContentHash>,
+}
+
+/// A signed request the client performs itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// `PUT` or `POST` for uploads (ignored for downloads).
+    pub method: UploadMethod,
+    /// The URL. A credential: never log it.
+    pub url: String,
+    /// Headers the client must send exactly.
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working; must equal its real lifetime.
+    pub expires_at: Timestamp,
+}
+
+/// What a health probe found: `ok` and extra fields for the JSON body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HealthReport {
+    /// Whether the bucket answered.
+    pub ok: bool,
+    /// Extra fields, e.g. R2's `bucket` and `timestamp`.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Mints signed URLs and deletes objects: implemented by `S3Signer` and `R2Proxy`.
+#[async_trait]
+pub trait ObjectSigner: Send + Sync + 'static {
+    /// Sign an upload valid for `expires_in` from `now`.
+    async fn sign_upload(
+        &self,
+        spec: &UploadSpec,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<SignedRequest>;
+    /// Sign a download valid for `expires_in` from `now`.
+    async fn sign_download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<SignedRequest>;
+    /// Delete an object; a missing object is `Ok` (S3-10, R2-5).
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+    /// Probe the bucket.
+    async fn health(&self) -> HealthReport;
+}
+
+/// A secret string whose `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A bearer token and the key prefixes it may sign and delete (empty: any key).
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// The token.
+    pub token: Secret,
+    /// Allowed key prefixes, e.g. store ids followed by `/`.
+    pub prefixes: Vec<String>,
+}
+
+/// How the router behaves. Defaults are safe and match the original where it is safe.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Where the routes live (default `/api`).
+    pub base_path: String,
+    /// Accepted tokens. Empty: no authentication (as the original without `validateAuth`).
+    pub tokens: Vec<TokenGrant>,
+    /// Longest URL lifetime, clamped to 1..=3600 s (default 900 s).
+    pub max_expiry: Duration,
+    /// Origins allowed credentialed CORS; empty: `Access-Control-Allow-Origin: *`.
+    pub allowed_origins: Vec<String>,
+    /// Extra request headers browsers may send (added to `Allow-Headers`).
+    pub extra_allowed_headers: Vec<String>,
+    /// Largest accepted JSON body (default 16 KiB).
+    pub body_limit: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            base_path: "/api".into(),
+            tokens: Vec::new(),
+            max_expiry: Duration::from_secs(900),
+            allowed_origins: Vec::new(),
+            extra_allowed_headers: Vec::new(),
+            body_limit: 16 * 1024,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// The effective URL lifetime: `max_expiry` clamped to 1..=3600 s (S3-7).
+    pub fn expiry(&self) -> Duration {
+        self.max_expiry
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600))
+    }
+}
+
+/// Every error the router answers with; the one place that maps errors to statuses.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401 `{"error":"Unauthorized"}`.
+    Unauthorized,
+    /// 400 `{"error":"Invalid request"}`.
+    InvalidRequest,
+    /// 400 `{"error":"Invalid key"}`.
+    InvalidKey,
+    /// 403 `{"error":"Forbidden"}`.
+    Forbidden,
+    /// 404 `{"error":"Not found"}`.
+    NotFound,
+    /// 413 `{"error":"Payload too large"}`.
+    TooLarge,
+    /// 500 with a fixed message; the cause is logged, not sent.
+    Internal(&'static str, Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::InvalidRequest => (StatusCode::BAD_REQUEST, "Invalid request"),
+            ApiError::InvalidKey => (StatusCode::BAD_REQUEST, "Invalid key"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+            ApiError::Internal(message, cause) => {
+                tracing::error!(error = %cause, "{message}");
+                (StatusCode::INTERNAL_SERVER_ERROR, message)
+            }
+        };
+        json(
+            status,
+            &ErrorBody {
+                error: message.into(),
+            },
+        )
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = (status, bytes).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+struct AppState<S> {
+    signer: Arc<S>,
+    config: RouterConfig,
+    base: String,
+    token_hashes: Vec<([u8; 32], Vec<String>)>,
+}
+
+/// The router for `signer` under `config.base_path`. Serve it with `axum::serve`.
+pub fn router<S: ObjectSigner>(signer: Arc<S>, config: RouterConfig) -> Router {
+    let base = config.base_path.trim_end_matches('/').to_owned();
+    let token_hashes = config
+        .tokens
+        .iter()
+        .map(|g| {
+            (
+                sha2::Sha256::digest(g.token.expose().as_bytes()).into(),
+                g.prefixes.clone(),
+            )
+        })
+        .collect();
+    let state = Arc::new(AppState {
+        signer,
+        config,
+        base,
+        token_hashes,
+    });
+    Router::new()
+        .fallback(dispatch::<S>)
+        .with_state(state)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<Body>| {
+                    // The path only: query strings of signed URLs are credentials.
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+}
+
+/// The part of `path` after `base`, if `path` is under it (segment boundary).
+fn under<'a>(base: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(base)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+fn token_from(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim());
+        }
+    }
+    headers
+        .get("x-worker-auth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The prefixes the request's token grants, or `None` (401). Every configured token is
+/// compared, in constant time, whatever matches first (WEAK-2).
+fn authorize<S>(state: &AppState<S>, headers: &HeaderMap) -> Option<Vec<String>> {
+    if state.token_hashes.is_empty() {
+        return Some(Vec::new());
+    }
+    let given: [u8; 32] = sha2::Sha256::digest(token_from(headers)?.as_bytes()).into();
+    let mut granted: Option<Vec<String>> = None;
+    for (hash, prefixes) in &state.token_hashes {
+        if bool::from(hash.ct_eq(&given)) && granted.is_none() {
+            granted = Some(prefixes.clone());
+        }
+    }
+    granted
+}
+
+fn cors(config: &RouterConfig, request: &HeaderMap, response: &mut Response) {
+    let h = response.headers_mut();
+    if config.allowed_origins.is_empty() {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        let origin = request.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if let Some(origin) = origin.filter(|o| config.allowed_origins.iter().any(|a| a == o))
+            && let Ok(v) = HeaderValue::from_str(origin)
+        {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    let mut allow = String::from("Content-Type, Authorization, X-Worker-Auth");
+    for extra in &config.extra_allowed_headers {
+        allow.push_str(", ");
+        allow.push_str(extra);
+    }
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+}
+
+async fn dispatch<S: ObjectSigner>(
+    State(state): State<Arc<AppState<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(rest) = under(&state.base, uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response(); // not ours
+    };
+    let mut response = match route(&state, &method, rest, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    cors(&state.config, &headers, &mut response);
+    response
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidRequest)
+}
+
+fn allowed_key(raw: &str, prefixes: &[String]) -> Result<ObjectKey, ApiError> {
+    let key = parse_request_key(raw).map_err(|_| ApiError::InvalidKey)?;
+    if !prefixes.is_empty() && !prefixes.iter().any(|p| key.has_prefix(p)) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(key)
+}
+
+async fn route<S: ObjectSigner>(
+    state: &AppState<S>,
+    method: &Method,
+    rest: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if method == Method::OPTIONS {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if method == Method::GET && rest == "/health" {
+        let report = state.signer.health().await;
+        let mut body = serde_json::Map::new();
+        body.insert(
+            "status".into(),
+            (if report.ok { "ok" } else { "error" }).into(),
+        );
+        body.extend(report.details);
+        let status = if report.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return Ok(json(status, &body));
+    }
+    let prefixes = authorize(state, headers).ok_or(ApiError::Unauthorized)?;
+    let limit = state.config.body_limit;
+    let expiry = state.config.expiry();
+    match (method.as_str(), rest) {
+        ("POST", "/v1/sign/upload") => {
+            let req: SignUploadRequest = read_json(body, limit).await?;
+            let key = allowed_key(&req.key, &prefixes)?;
+            let content_hash = req
+                .content_hash
+                .as_deref()
+                .map(ContentHash::parse)
+                .transpose()
+                .map_err(|_| ApiError::InvalidRequest)?;
+            let spec = UploadSpec {
+                key,
+                content_length: req.content_length,
+                content_type: req.content_type.filter(|t| !t.trim().is_empty()),
+                content_hash,
+            };
+            let signed = state
+                .signer
+                .sign_upload(&spec, expiry, Timestamp::now())
+                .await
+                .map_err(|e| ApiError::Internal("Signing failed", e))?;
+            Ok(json(
+                StatusCode::OK,
+                &SignUploadResponse {
+                    method: signed.method,
+                    url: signed.url,
+                    headers: (!signed.headers.is_empty()).then_some(signed.headers),
+                    expires_at: signed.expires_at.to_iso8601(),
+                },
+            ))
+        }
+        ("POST", "/v1/sign/download") => {
+            let req: KeyRequest = read_json(body, limit).await?;
+            let key = allowed_key(&req.key, &prefixes)?;
+            let signed = state
+                .signer
+                .sign_download(&key, expiry, Timestamp::now())
+                .await
+                .map_err(|e| ApiError::Internal("Signing failed", e))?;
+            Ok(json(
+                StatusCode::OK,
+                &SignDownloadResponse {
+                    url: signed.url,
+                    headers: (!signed.headers.is_empty()).then_some(signed.headers),
+                    expires_at: signed.expires_at.to_iso8601(),
+                },
+            ))
+        }
+        ("POST", "/v1/delete") => {
+            let req: KeyRequest = read_json(body, limit).await?;
+            let key = allowed_key(&req.key, &prefixes)?;
+            state
+                .signer
+                .delete(&key)
+                .await
+                .map_err(|e| ApiError::Internal("Delete failed", e))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` completes; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,496 @@
+//! The signer contract router (SGN, S3-1..11, WEAK-2, WEAK-3, WEAK-23), through
+//! `tower::ServiceExt::oneshot` for every route, status and CORS header, and once over a real
+//! loopback socket.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use filesync_core::contract::UploadMethod;
+use filesync_core::server::{
+    HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
+    router, serve,
+};
+use filesync_core::types::{ObjectKey, Timestamp};
+use filesync_core::{Error, Result};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+#[derive(Default)]
+struct TestSigner {
+    healthy: AtomicBool,
+    fail_delete: AtomicBool,
+    signed: AtomicUsize,
+    specs: Mutex<Vec<UploadSpec>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ObjectSigner for TestSigner {
+    async fn sign_upload(
+        &self,
+        spec: &UploadSpec,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<SignedRequest> {
+        self.signed.fetch_add(1, Ordering::SeqCst);
+        self.specs.lock().unwrap().push(spec.clone());
+        let mut headers = BTreeMap::new();
+        if let Some(t) = &spec.content_type {
+            headers.insert("content-type".to_owned(), t.clone());
+        }
+        Ok(SignedRequest {
+            method: UploadMethod::Put,
+            url: format!("https://bucket.test/{}?sig=x", spec.key),
+            headers,
+            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
+                .unwrap(),
+        })
+    }
+    async fn sign_download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<SignedRequest> {
+        self.signed.fetch_add(1, Ordering::SeqCst);
+        Ok(SignedRequest {
+            method: UploadMethod::Put,
+            url: format!("https://bucket.test/{key}?sig=y"),
+            headers: BTreeMap::new(),
+            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
+                .unwrap(),
+        })
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        if self.fail_delete.load(Ordering::SeqCst) {
+            return Err(Error::Remote {
+                status: Some(503),
+                retryable: true,
+                message: "bucket down".into(),
+            });
+        }
+        self.deleted.lock().unwrap().push(key.to_string());
+        Ok(())
+    }
+    async fn health(&self) -> HealthReport {
+        HealthReport {
+            ok: self.healthy.load(Ordering::SeqCst),
+            details: Default::default(),
+        }
+    }
+}
+
+fn config() -> RouterConfig {
+    RouterConfig {
+        tokens: vec![
+            TokenGrant {
+                token: Secret::new("alpha-token"),
+                prefixes: vec!["store-a/".into()],
+            },
+            TokenGrant {
+                token: Secret::new("admin-token"),
+                prefixes: vec![],
+            },
+            TokenGrant {
+                token: Secret::new("multi-token"),
+                prefixes: vec!["x/".into(), "y/".into()],
+            },
+        ],
+        ..RouterConfig::default()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn call(signer: &Arc<TestSigner>, config: RouterConfig, req: Request<Body>) -> Reply {
+    let resp = router(Arc::clone(signer), config)
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+fn post(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn signer() -> Arc<TestSigner> {
+    let s = Arc::new(TestSigner::default());
+    s.healthy.store(true, Ordering::SeqCst);
+    s
+}
+
+fn assert_cors(r: &Reply) {
+    let h = |n: &str| r.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(h("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        h("access-control-allow-methods").as_deref(),
+        Some("GET, POST, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        h("access-control-allow-headers").as_deref(),
+        Some("Content-Type, Authorization, X-Worker-Auth")
+    );
+    assert_eq!(h("access-control-max-age").as_deref(), Some("86400"));
+}
+
+/// S3-4, S3-11: health needs no auth; 200 ok / 500 error; JSON with CORS headers.
+#[tokio::test]
+async fn s3_4_health() {
+    let s = signer();
+    let r = call(
+        &s,
+        config(),
+        Request::get("/api/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, r#"{"status":"ok"}"#)
+    );
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_cors(&r);
+    s.healthy.store(false, Ordering::SeqCst);
+    let r = call(
+        &s,
+        config(),
+        Request::get("/api/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"error"}"#)
+    );
+}
+
+/// S3-1: OPTIONS anywhere under the base is a 204 preflight with CORS headers; paths outside
+/// the base (including `/apix`: a segment boundary, WEAK-3) are not ours.
+#[tokio::test]
+async fn s3_1_preflight_and_base_path() {
+    let s = signer();
+    let opt = |p: &str| Request::options(p).body(Body::empty()).unwrap();
+    let r = call(&s, config(), opt("/api/v1/sign/upload")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_cors(&r);
+    assert_eq!(
+        call(&s, config(), opt("/apix/v1/sign/upload")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&s, config(), opt("/other")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let custom = RouterConfig {
+        base_path: "/files-api/".into(),
+        ..config()
+    };
+    let r = call(
+        &s,
+        custom,
+        Request::get("/files-api/health")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+/// S3-5, WEAK-2: 401 before routing (also for unknown routes); Bearer and X-Worker-Auth work;
+/// a wrong or missing token is refused and nothing is signed.
+#[tokio::test]
+async fn s3_5_auth_before_routing() {
+    let s = signer();
+    let body = r#"{"key":"store-a/abc"}"#;
+    for req in [
+        post("/api/v1/sign/upload", None, body),
+        post("/api/v1/sign/upload", Some("wrong"), body),
+        post("/api/v1/sign/upload", Some("alpha-tokenX"), body),
+        post("/api/nope", None, "{}"),
+    ] {
+        let r = call(&s, config(), req).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"error":"Unauthorized"}"#)
+        );
+        assert_cors(&r);
+    }
+    assert_eq!(s.signed.load(Ordering::SeqCst), 0);
+    let r = call(&s, config(), post("/api/nope", Some("admin-token"), "{}")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::NOT_FOUND, r#"{"error":"Not found"}"#)
+    );
+    let worker = Request::post("/api/v1/sign/download")
+        .header("x-worker-auth", "alpha-token")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(call(&s, config(), worker).await.status, StatusCode::OK);
+}
+
+/// S3-6: malformed bodies → 400 Invalid request; unsafe keys → 400 Invalid key; out-of-prefix
+/// → 403; nothing is signed for any of them.
+#[tokio::test]
+async fn s3_6_key_and_body_rules() {
+    let s = signer();
+    for (body, status, msg) in [
+        ("not json", StatusCode::BAD_REQUEST, "Invalid request"),
+        ("{}", StatusCode::BAD_REQUEST, "Invalid request"),
+        (r#"{"key":5}"#, StatusCode::BAD_REQUEST, "Invalid request"),
+        (
+            r#"{"key":"store-a/x","contentHash":"XYZ"}"#,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+        ),
+        (r#"{"key":""}"#, StatusCode::BAD_REQUEST, "Invalid key"),
+        (
+            r#"{"key":"store-a/../store-b/x"}"#,
+            StatusCode::BAD_REQUEST,
+            "Invalid key",
+        ),
+        (
+            r#"{"key":"store-a/./x"}"#,
+            StatusCode::BAD_REQUEST,
+            "Invalid key",
+        ),
+        (
+            r#"{"key":"store-a//x"}"#,
+            StatusCode::BAD_REQUEST,
+            "Invalid key",
+        ),
+        (r#"{"key":"store-b/x"}"#, StatusCode::FORBIDDEN, "Forbidden"),
+        (
+            r#"{"key":"store-ab/x"}"#,
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+        ),
+    ] {
+        for route in [
+            "/api/v1/sign/upload",
+            "/api/v1/sign/download",
+            "/api/v1/delete",
+        ] {
+            if body.contains("contentHash") && route != "/api/v1/sign/upload" {
+                continue;
+            }
+            let r = call(&s, config(), post(route, Some("alpha-token"), body)).await;
+            assert_eq!(r.status, status, "{route} {body}");
+            assert_eq!(r.body, format!(r#"{{"error":"{msg}"}}"#), "{route} {body}");
+        }
+    }
+    assert_eq!(s.signed.load(Ordering::SeqCst), 0);
+    assert!(s.deleted.lock().unwrap().is_empty());
+    // Leading slashes are stripped (S3-6); several prefixes; an admin token has no prefix limit.
+    let r = call(
+        &s,
+        config(),
+        post(
+            "/api/v1/sign/download",
+            Some("alpha-token"),
+            r#"{"key":"//store-a/x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("https://bucket.test/store-a/x"),
+        "{}",
+        r.body
+    );
+    for key in ["x/1", "y/2"] {
+        let r = call(
+            &s,
+            config(),
+            post(
+                "/api/v1/delete",
+                Some("multi-token"),
+                &format!(r#"{{"key":"{key}"}}"#),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    let r = call(
+        &s,
+        config(),
+        post(
+            "/api/v1/delete",
+            Some("admin-token"),
+            r#"{"key":"any/where"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(*s.deleted.lock().unwrap(), ["x/1", "y/2", "any/where"]);
+}
+
+/// SGN-3, S3-7: the upload response shape; length, type and hash reach the signer; expiresAt
+/// is now + the clamped expiry.
+#[tokio::test]
+async fn sgn_3_sign_upload_response() {
+    let s = signer();
+    let hash = "ab".repeat(32);
+    let body = format!(
+        r#"{{"key":"store-a/{hash}","contentType":"image/png","contentLength":42,"contentHash":"{hash}"}}"#
+    );
+    let before = Timestamp::now().as_millis();
+    let r = call(
+        &s,
+        config(),
+        post("/api/v1/sign/upload", Some("alpha-token"), &body),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(v["headers"]["content-type"], "image/png");
+    let expires = Timestamp::parse_iso8601(v["expiresAt"].as_str().unwrap())
+        .unwrap()
+        .as_millis();
+    assert!((before + 900_000..=Timestamp::now().as_millis() + 900_000).contains(&expires));
+    let spec = s.specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        (spec.content_length, spec.content_type.as_deref()),
+        (Some(42), Some("image/png"))
+    );
+    assert_eq!(spec.content_hash.unwrap().to_hex(), hash);
+    // S3-7: the expiry is clamped to 1..=3600 s.
+    let long = RouterConfig {
+        max_expiry: Duration::from_secs(86_400),
+        ..config()
+    };
+    let r = call(
+        &s,
+        long,
+        post(
+            "/api/v1/sign/download",
+            Some("admin-token"),
+            r#"{"key":"k/1"}"#,
+        ),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let expires = Timestamp::parse_iso8601(v["expiresAt"].as_str().unwrap())
+        .unwrap()
+        .as_millis();
+    assert!(expires <= Timestamp::now().as_millis() + 3_600_000);
+    assert!(
+        v.get("method").is_none(),
+        "download responses have no method"
+    );
+}
+
+/// S3-10: a failing delete is 500 `{"error":"Delete failed"}` without details.
+#[tokio::test]
+async fn s3_10_delete_failure() {
+    let s = signer();
+    s.fail_delete.store(true, Ordering::SeqCst);
+    let r = call(
+        &s,
+        config(),
+        post("/api/v1/delete", Some("admin-token"), r#"{"key":"k/1"}"#),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"Delete failed"}"#
+        )
+    );
+    assert!(!r.body.contains("bucket down"));
+}
+
+/// Bodies over the limit are refused with 413 before parsing.
+#[tokio::test]
+async fn body_limit() {
+    let s = signer();
+    let big = format!(r#"{{"key":"k/1","pad":"{}"}}"#, "x".repeat(20_000));
+    let r = call(
+        &s,
+        config(),
+        post("/api/v1/sign/download", Some("admin-token"), &big),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.signed.load(Ordering::SeqCst), 0);
+}
+
+/// WEAK-23: with an origin allow-list, allowed origins get credentialed CORS; others get none.
+#[tokio::test]
+async fn weak_23_credentialed_cors() {
+    let s = signer();
+    let cfg = || RouterConfig {
+        allowed_origins: vec!["https://app.example".into()],
+        extra_allowed_headers: vec!["X-App-Version".into()],
+        ..config()
+    };
+    let with_origin = |o: &str| {
+        Request::get("/api/health")
+            .header("origin", o)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let r = call(&s, cfg(), with_origin("https://app.example")).await;
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers["access-control-allow-credentials"], "true");
+    assert_eq!(r.headers["vary"], "Origin");
+    assert_eq!(
+        r.headers["access-control-allow-headers"],
+        "Content-Type, Authorization, X-Worker-Auth, X-App-Version"
+    );
+    let r = call(&s, cfg(), with_origin("https://evil.example")).await;
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    assert!(r.headers.get("access-control-allow-credentials").is_none());
+}
+
+/// The router over a real loopback socket, with graceful shutdown.
+#[tokio::test]
+async fn serves_over_loopback() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = filesync_core::rt::spawn(async move {
+        serve(listener, router(signer(), config()), async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
+    stop.send(()).unwrap();
+    server.join().await;
+}
