@@ -1,6 +1,6 @@
 //! Remote object storage, client side: [`RemoteStorage`] and the in-memory reference
-//! implementation [`MemoryRemote`] (with fault injection for tests). The HTTP `SignerClient`
-//! that talks to the signer contract arrives with the s3-signer issue.
+//! implementation [`MemoryRemote`], and [`SignerClient`] (native for now) that speaks the signer
+//! HTTP contract.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,9 +10,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::fs::ByteStream;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod signer;
 use crate::rt::{MaybeSend, MaybeSync};
 use crate::types::{ContentHash, ObjectKey};
 use crate::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+pub use signer::{SignerClient, SignerClientBuilder};
 
 /// What an upload declares about its body; a server may bind these into the signed request.
 #[derive(Debug, Clone, PartialEq, Eq)]

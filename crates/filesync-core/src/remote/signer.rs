@@ -1,0 +1,345 @@
+//! [`SignerClient`]: [`RemoteStorage`] over the signer HTTP contract (SGN-1..7), so it works
+//! with this project's servers and the original TypeScript ones. Native now; built on reqwest
+//! so the browser issue can use its wasm32 backend.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::{Download, RemoteStorage, UploadRequest};
+use crate::contract::{
+    KeyRequest, SignDownloadResponse, SignUploadRequest, SignUploadResponse, UploadMethod,
+};
+use crate::fs::ByteStream;
+use crate::types::{ObjectKey, Timestamp};
+use crate::{Error, Result};
+
+/// A signed URL this close to expiry is signed again before use.
+const EXPIRY_MARGIN_MS: i64 = 1_000;
+
+/// Builds a [`SignerClient`].
+#[derive(Debug, Clone)]
+pub struct SignerClientBuilder {
+    base_url: String,
+    token: Option<String>,
+    headers: Vec<(String, String)>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl SignerClientBuilder {
+    /// Send `Authorization: Bearer <token>` on signer calls (never on the signed URLs).
+    pub fn with_auth_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Send this header on every signer call (SGN-1).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Connection timeout (default 10 s).
+    pub fn with_connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Longest wait for the next bytes of a response (default 30 s).
+    pub fn with_read_timeout(mut self, t: Duration) -> Self {
+        self.read_timeout = t;
+        self
+    }
+
+    /// Validate and build.
+    pub fn build(self) -> Result<SignerClient> {
+        let base = self.base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(
+                "signer base URL",
+                format!("{base:?} must start with http:// or https://"),
+            ));
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::invalid("header name", name.clone()))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| Error::invalid("header value", format!("for {name}")))?;
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .build()
+            .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
+        Ok(SignerClient {
+            http,
+            base,
+            token: self.token,
+            headers,
+        })
+    }
+}
+
+/// [`RemoteStorage`] through a signer service: signs, then moves bytes directly to the signed
+/// URLs. Upload bodies stream from the caller (bounded memory); downloads stream back.
+/// Failures are classified: network errors, timeouts, 408, 429, 5xx and expired URLs are
+/// retryable; other statuses are permanent.
+#[derive(Debug, Clone)]
+pub struct SignerClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    headers: HeaderMap,
+}
+
+fn network(what: &str, e: &reqwest::Error) -> Error {
+    Error::Remote {
+        status: e.status().map(|s| s.as_u16()),
+        retryable: true,
+        message: format!(
+            "{what}: {}",
+            if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "network error"
+            }
+        ),
+    }
+}
+
+fn status_error(what: &str, status: StatusCode, body: &str) -> Error {
+    let expired = status == StatusCode::FORBIDDEN
+        && (body.contains("expired") || body.contains("Request has expired"));
+    let retryable = expired
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS;
+    if status == StatusCode::NOT_FOUND {
+        return Error::NotFound {
+            what: format!("{what}: 404"),
+        };
+    }
+    Error::Remote {
+        status: Some(status.as_u16()),
+        retryable,
+        message: if expired {
+            format!("{what}: the signed URL expired")
+        } else {
+            format!("{what} failed with status: {}", status.as_u16())
+        },
+    }
+}
+
+fn signed_headers(h: &Option<BTreeMap<String, String>>) -> Result<HeaderMap> {
+    let mut out = HeaderMap::new();
+    for (k, v) in h.iter().flatten() {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::invalid("signed header", k.clone()))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| Error::invalid("signed header value", k.clone()))?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+fn fresh(expires_at: &str) -> bool {
+    Timestamp::parse_iso8601(expires_at)
+        .map(|t| t.as_millis() > Timestamp::now().as_millis() + EXPIRY_MARGIN_MS)
+        .unwrap_or(true)
+}
+
+impl SignerClient {
+    /// A client for the signer at `base_url` (e.g. `https://example.com/api`).
+    pub fn builder(base_url: impl Into<String>) -> SignerClientBuilder {
+        SignerClientBuilder {
+            base_url: base_url.into(),
+            token: None,
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// SGN-1: a POST to the signer with the configured headers and token.
+    async fn call<T: serde::Serialize + Sync>(
+        &self,
+        route: &str,
+        body: &T,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .post(format!("{}{route}", self.base))
+            .headers(self.headers.clone())
+            .json(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.map_err(|e| network(route, &e))
+    }
+
+    async fn parse<T: serde::de::DeserializeOwned>(
+        route: &str,
+        resp: reqwest::Response,
+        invalid: &str,
+    ) -> Result<T> {
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| network(route, &e))?;
+        if !status.is_success() {
+            return Err(status_error(route, status, &text));
+        }
+        serde_json::from_str(&text).map_err(|_| Error::Remote {
+            status: Some(status.as_u16()),
+            retryable: false,
+            message: invalid.to_owned(),
+        })
+    }
+
+    async fn sign_upload(&self, request: &UploadRequest) -> Result<SignUploadResponse> {
+        let body = SignUploadRequest {
+            key: request.key.to_string(),
+            content_type: request.content_type.clone().filter(|t| !t.is_empty()),
+            content_length: Some(request.content_length),
+            content_hash: Some(request.content_hash.to_hex()),
+        };
+        let resp = self.call("/v1/sign/upload", &body).await?;
+        let signed: SignUploadResponse =
+            Self::parse("/v1/sign/upload", resp, "Failed to sign upload").await?;
+        if signed.url.is_empty() {
+            return Err(Error::Remote {
+                status: None,
+                retryable: false,
+                message: "Failed to sign upload".into(),
+            });
+        }
+        Ok(signed)
+    }
+
+    async fn sign_download(&self, key: &ObjectKey) -> Result<SignDownloadResponse> {
+        for _ in 0..2 {
+            let resp = self
+                .call(
+                    "/v1/sign/download",
+                    &KeyRequest {
+                        key: key.to_string(),
+                    },
+                )
+                .await?;
+            let signed: SignDownloadResponse =
+                Self::parse("/v1/sign/download", resp, "Failed to sign download").await?;
+            if signed.url.is_empty() {
+                break;
+            }
+            if fresh(&signed.expires_at) {
+                return Ok(signed);
+            }
+        }
+        Err(Error::Remote {
+            status: None,
+            retryable: true,
+            message: "Failed to sign download: no usable URL".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl RemoteStorage for SignerClient {
+    async fn upload(&self, request: UploadRequest, body: ByteStream) -> Result<()> {
+        let mut signed = self.sign_upload(&request).await?;
+        if !fresh(&signed.expires_at) {
+            signed = self.sign_upload(&request).await?; // expired on arrival: sign again
+        }
+        let mut headers = signed_headers(&signed.headers)?;
+        // A streamed body needs an explicit length (S3 refuses chunked uploads).
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(request.content_length));
+        let method = match signed.method {
+            UploadMethod::Put => reqwest::Method::PUT,
+            UploadMethod::Post => reqwest::Method::POST,
+        };
+        let body = reqwest::Body::wrap_stream(body.map(|r| r.map_err(std::io::Error::other)));
+        let resp = self
+            .http
+            .request(method, &signed.url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| network("upload", &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(status_error("Upload", status, &text))
+    }
+
+    async fn download(&self, key: &ObjectKey) -> Result<Download> {
+        let signed = self.sign_download(key).await?;
+        let resp = self
+            .http
+            .get(&signed.url)
+            .headers(signed_headers(&signed.headers)?)
+            .send()
+            .await
+            .map_err(|e| network("download", &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(status_error("Download", status, &text));
+        }
+        let content_length = resp.content_length();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| network("download body", &e)));
+        Ok(Download {
+            body: Box::pin(body),
+            content_length,
+            content_type,
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let resp = self
+            .call(
+                "/v1/delete",
+                &KeyRequest {
+                    key: key.to_string(),
+                },
+            )
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(status_error("Delete", status, &text))
+    }
+
+    async fn download_url(&self, key: &ObjectKey) -> Result<String> {
+        Ok(self.sign_download(key).await?.url)
+    }
+
+    async fn health(&self) -> bool {
+        let mut req = self
+            .http
+            .get(format!("{}/health", self.base))
+            .headers(self.headers.clone());
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        matches!(req.send().await, Ok(r) if r.status().is_success())
+    }
+}
