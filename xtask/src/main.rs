@@ -48,7 +48,7 @@ fn step(title: &str) {
     println!("\n==> {title}");
 }
 
-/// Install what the tests need on a fresh machine. Idempotent.
+/// Install what the tests need on a fresh machine: the wasm32 target and `s3s-fs`. Idempotent.
 fn setup(sh: &Shell) -> Result<()> {
     step("setup: wasm32-unknown-unknown target");
     let installed = cmd!(sh, "rustup target list --installed").read()?;
@@ -59,6 +59,24 @@ fn setup(sh: &Shell) -> Result<()> {
         println!("already installed");
     } else {
         cmd!(sh, "rustup target add wasm32-unknown-unknown").run()?;
+    }
+    step("setup: s3s-fs 0.14.1 (the SigV4-checking S3 server the signer tests start)");
+    let installed = cmd!(sh, "cargo install --list").read()?;
+    if installed.lines().any(|l| l.starts_with("s3s-fs v0.14.1")) {
+        println!("already installed");
+    } else if cmd!(
+        sh,
+        "cargo install s3s-fs --version 0.14.1 --features binary --locked"
+    )
+    .run()
+    .is_err()
+    {
+        // The published lock file may not build on this toolchain; resolve afresh.
+        cmd!(
+            sh,
+            "cargo install s3s-fs --version 0.14.1 --features binary"
+        )
+        .run()?;
     }
     Ok(())
 }
