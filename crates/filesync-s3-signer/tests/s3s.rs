@@ -228,6 +228,110 @@ async fn real_server_checks_the_signed_checksum() {
     assert_eq!(put(&up.url, &up.headers, b"right").await, 200);
 }
 
+/// The binary: refuses bad settings with a message naming the variable; serves the contract
+/// on a real bucket; exits cleanly on SIGTERM.
+#[tokio::test]
+async fn binary_refuses_bad_settings_and_serves() {
+    let bin = env!("CARGO_BIN_EXE_filesync-s3-signer");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("S3_ENDPOINT"));
+    let s3 = start_s3().await;
+    let endpoint = format!("http://127.0.0.1:{}", s3.port);
+    let base = [
+        "--s3-endpoint",
+        endpoint.as_str(),
+        "--s3-access-key-id",
+        AK,
+        "--s3-secret-access-key",
+        SK,
+        "--s3-force-path-style",
+        "TRUE",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let out = run(&[&base[..], &["--s3-bucket", "Bad_Bucket"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("S3_BUCKET"),
+        "{out:?}"
+    );
+    let out = run(&[&base[..], &["--s3-bucket", "bkt"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-anonymous"),
+        "{out:?}"
+    );
+    let out = run(&[&base[..], &["--s3-bucket", "bkt", "--token", "short"]].concat());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16"),
+        "{out:?}"
+    );
+
+    let mut child = tokio::process::Command::new(bin)
+        .args(base)
+        .args([
+            "--s3-bucket",
+            "bkt",
+            "--s3-region",
+            "us-east-1",
+            "--token",
+            "a-long-enough-token:shared/",
+        ])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let health = reqwest::get(format!("http://{addr}/api/health"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let client = SignerClient::builder(format!("http://{addr}/api"))
+        .with_auth_token("a-long-enough-token")
+        .build()
+        .unwrap();
+    use filesync_core::remote::{RemoteStorage, UploadRequest};
+    let data = b"through the binary";
+    let key = ObjectKey::parse(format!("shared/{}", hash_bytes(data))).unwrap();
+    client
+        .upload(
+            UploadRequest {
+                key: key.clone(),
+                content_length: data.len() as u64,
+                content_type: None,
+                content_hash: hash_bytes(data),
+            },
+            filesync_core::fs::bytes_stream(&data[..]),
+        )
+        .await
+        .unwrap();
+    let d = client.download(&key).await.unwrap();
+    assert_eq!(collect_stream(d.body).await.unwrap(), &data[..]);
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+}
+
 /// Two engines, each with its own directory and SQLite store, sync save, update and delete
 /// through the signer router, `SignerClient` and the real S3 server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,198 @@
+//! `filesync-s3-signer`: the signer contract over an S3-compatible bucket. Stateless: run as
+//! many as you like behind a load balancer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use filesync_core::server::{RouterConfig, Secret, TokenGrant, router, serve};
+use filesync_s3_signer::{S3Config, S3Signer};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "filesync-s3-signer",
+    version,
+    about = "Mints short-lived SigV4 URLs so filesync clients move bytes directly to S3-compatible storage"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "FILESYNC_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Where the routes live.
+    #[arg(long, env = "FILESYNC_BASE_PATH", default_value = "/api")]
+    base_path: String,
+    /// S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com.
+    #[arg(long, env = "S3_ENDPOINT")]
+    s3_endpoint: String,
+    /// S3 region (`auto` for R2).
+    #[arg(long, env = "S3_REGION", default_value = "auto")]
+    s3_region: String,
+    /// Bucket name.
+    #[arg(long, env = "S3_BUCKET")]
+    s3_bucket: String,
+    /// Access key id.
+    #[arg(long, env = "S3_ACCESS_KEY_ID")]
+    s3_access_key_id: String,
+    /// Secret access key.
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: String,
+    /// Session token for temporary credentials.
+    #[arg(long, env = "S3_SESSION_TOKEN", hide_env_values = true)]
+    s3_session_token: Option<String>,
+    /// Path-style URLs (`<endpoint>/<bucket>/<key>`), e.g. for MinIO.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    s3_force_path_style: bool,
+    /// Accepted token, optionally limited to key prefixes: `TOKEN` or `TOKEN:store1/,store2/`.
+    /// Repeat the flag, or separate with `;` in the variable.
+    #[arg(
+        long = "token",
+        env = "FILESYNC_TOKENS",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Serve without any token (anyone who reaches the server can sign).
+    #[arg(long, env = "FILESYNC_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Longest URL lifetime in seconds (clamped to 1..=3600).
+    #[arg(long, env = "FILESYNC_MAX_EXPIRY_SECS", default_value_t = 900)]
+    max_expiry_secs: u64,
+    /// Origins allowed credentialed CORS (comma-separated); none: `*`.
+    #[arg(
+        long = "allowed-origin",
+        env = "FILESYNC_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+}
+
+fn grants(tokens: &[String]) -> Result<Vec<TokenGrant>, String> {
+    tokens
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let (token, prefixes) = match t.split_once(':') {
+                Some((tok, p)) => (
+                    tok,
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                None => (t.as_str(), Vec::new()),
+            };
+            if token.trim().len() < 16 {
+                return Err(
+                    "--token (FILESYNC_TOKENS): tokens must be at least 16 characters".to_owned(),
+                );
+            }
+            Ok(TokenGrant {
+                token: Secret::new(token.trim()),
+                prefixes,
+            })
+        })
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("filesync-s3-signer: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let endpoint = args.s3_endpoint.parse().map_err(|e| {
+        format!(
+            "--s3-endpoint (S3_ENDPOINT): {:?} is not a URL: {e}",
+            args.s3_endpoint
+        )
+    })?;
+    let signer = S3Signer::new(S3Config {
+        endpoint,
+        region: args.s3_region,
+        bucket: args.s3_bucket,
+        access_key_id: args.s3_access_key_id,
+        secret_access_key: Secret::new(args.s3_secret_access_key),
+        session_token: args
+            .s3_session_token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        force_path_style: args.s3_force_path_style,
+    })
+    .map_err(|e| e.to_string())?;
+    let tokens = grants(&args.tokens)?;
+    if tokens.is_empty() && !args.allow_anonymous {
+        return Err(
+            "no --token (FILESYNC_TOKENS) given; pass --allow-anonymous to let anyone sign".into(),
+        );
+    }
+    if !args.base_path.starts_with('/') {
+        return Err(format!(
+            "--base-path (FILESYNC_BASE_PATH): {:?} must start with '/'",
+            args.base_path
+        ));
+    }
+    let config = RouterConfig {
+        base_path: args.base_path,
+        tokens,
+        max_expiry: Duration::from_secs(args.max_expiry_secs),
+        allowed_origins: args
+            .allowed_origins
+            .into_iter()
+            .filter(|o| !o.is_empty())
+            .collect(),
+        ..RouterConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "--listen (FILESYNC_LISTEN): cannot bind {}: {e}",
+                args.listen
+            )
+        })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, base_path = %config.base_path, "filesync-s3-signer listening");
+    println!("listening on {addr}");
+    serve(
+        listener,
+        router(Arc::new(signer), config),
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
