@@ -121,3 +121,78 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
     assert!(signed.url.contains("X-Amz-SignedHeaders=host&"));
     assert!(signed.headers.is_empty());
 }
+
+/// S3-2, S3-7: a session token travels as `X-Amz-Security-Token` and is signed.
+#[test]
+fn s3_7_session_token_in_query() {
+    let signer = S3Signer::new(S3Config {
+        session_token: Some(Secret::new("FQoGZXIvYXdzEXAMPLETOKEN")),
+        ..S3Config {
+            endpoint: "http://127.0.0.1:9000".parse().unwrap(),
+            region: "auto".into(),
+            bucket: "files".into(),
+            access_key_id: "AK".into(),
+            secret_access_key: Secret::new("SK"),
+            session_token: None,
+            force_path_style: true,
+        }
+    })
+    .unwrap();
+    let key = ObjectKey::parse("s/x").unwrap();
+    let url = signer
+        .presign(
+            "GET",
+            &signer.object_url(&key),
+            &BTreeMap::new(),
+            Duration::from_secs(60),
+            may_24_2013(),
+        )
+        .unwrap();
+    let q: BTreeMap<String, String> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["X-Amz-Security-Token"], "FQoGZXIvYXdzEXAMPLETOKEN");
+    assert_eq!(q["X-Amz-Credential"], "AK/20130524/auto/s3/aws4_request");
+    assert!(url.starts_with("http://127.0.0.1:9000/files/s/x?"));
+    assert!(
+        !format!("{signer:?}").contains("SK\""),
+        "secrets stay out of Debug"
+    );
+}
+
+/// Bad settings are refused with the flag and variable named.
+#[test]
+fn config_validation_names_the_setting() {
+    let base = S3Config {
+        endpoint: "http://127.0.0.1:9000".parse().unwrap(),
+        region: "auto".into(),
+        bucket: "files".into(),
+        access_key_id: "AK".into(),
+        secret_access_key: Secret::new("SK"),
+        session_token: None,
+        force_path_style: true,
+    };
+    let err = S3Signer::new(S3Config {
+        bucket: "X".into(),
+        ..base.clone()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("--s3-bucket (S3_BUCKET)"),
+        "{err}"
+    );
+    let err = S3Signer::new(S3Config {
+        endpoint: "ftp://h".parse().unwrap(),
+        ..base.clone()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("S3_ENDPOINT"), "{err}");
+    let err = S3Signer::new(S3Config {
+        access_key_id: " ".into(),
+        ..base
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("S3_ACCESS_KEY_ID"), "{err}");
+}
