@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::schema::Event;
 use crate::types::{ObjectKey, ParseError};
 
 /// `POST /v1/sign/upload` (SGN-3). `contentHash` (hex SHA-256) is this project's addition: a
@@ -86,6 +87,130 @@ pub struct SignDownloadResponse {
 pub struct ErrorBody {
     /// The message: `Unauthorized`, `Invalid request`, `Invalid key`, `Forbidden`, …
     pub error: String,
+}
+
+/// An event as the relay carries it, in the original's JSON shape
+/// `{name, args, seqNum, parentSeqNum, clientId, sessionId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayEvent {
+    /// `name` and `args`.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Its position in the store's total order.
+    pub seq_num: u64,
+    /// The position before it.
+    pub parent_seq_num: u64,
+    /// The client that committed it.
+    pub client_id: String,
+    /// The session (engine run) that committed it.
+    pub session_id: String,
+}
+
+/// What a push achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored (or already stored: a repeated push is acknowledged again); the relay's head.
+    Accepted {
+        /// The relay's head after the push.
+        head: u64,
+    },
+    /// The relay has events the client has not pulled: pull, rebase, push again.
+    ServerAhead {
+        /// The relay's head.
+        head: u64,
+    },
+}
+
+/// The most events one push may carry.
+pub const MAX_PUSH_BATCH: usize = 1000;
+
+/// `POST /v1/stores/{storeId}/push`: `{"batch": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// Events in order; the first one's `parentSeqNum` must be the relay's head.
+    pub batch: Vec<RelayEvent>,
+}
+
+/// 200 to a push: `{"head": N}`; 409 adds `"error":"ServerAhead"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadBody {
+    /// `"ServerAhead"` on a 409.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The relay's head for the store.
+    pub head: u64,
+}
+
+/// `GET /v1/stores/{storeId}/pull?after=N&limit=L&wait=S`: `{"events": [...], "head": N}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// Events after `after`, in order.
+    pub events: Vec<RelayEvent>,
+    /// The relay's head.
+    pub head: u64,
+}
+
+/// What a relay does with a pushed batch, decided by [`decide_append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendDecision {
+    /// Store the batch after the head.
+    Append,
+    /// Answer without storing: already stored (a repeated push), or the client is behind.
+    Done(PushOutcome),
+}
+
+/// The one rule every relay log applies to a push: sequence numbers must be contiguous from
+/// `parentSeqNum + 1`; a batch starting at the head is appended; one starting earlier is
+/// acknowledged again if exactly those events (same client, same event, same position) are
+/// stored, else the client is behind (`ServerAhead`); one starting beyond the head is invalid.
+/// `stored(seq)` returns the stored event at `seq`.
+pub fn decide_append(
+    head: u64,
+    batch: &[RelayEvent],
+    stored: impl Fn(u64) -> Option<RelayEvent>,
+) -> crate::Result<AppendDecision> {
+    let Some(first) = batch.first() else {
+        return Ok(AppendDecision::Done(PushOutcome::Accepted { head }));
+    };
+    if batch.len() > MAX_PUSH_BATCH {
+        return Err(crate::Error::invalid(
+            "relay batch",
+            format!("more than {MAX_PUSH_BATCH} events"),
+        ));
+    }
+    for (i, e) in batch.iter().enumerate() {
+        let want = first.parent_seq_num + 1 + i as u64;
+        if e.seq_num != want || e.parent_seq_num + 1 != want {
+            return Err(crate::Error::invalid(
+                "relay batch",
+                "sequence numbers are not contiguous",
+            ));
+        }
+        if !e.event.is_synced() {
+            return Err(crate::Error::invalid(
+                "relay batch",
+                format!("{} is client-only and is never synced", e.event.name()),
+            ));
+        }
+    }
+    if first.parent_seq_num > head {
+        return Err(crate::Error::invalid(
+            "relay batch",
+            "parentSeqNum is beyond the relay's head",
+        ));
+    }
+    if first.parent_seq_num == head {
+        return Ok(AppendDecision::Append);
+    }
+    let same = batch.iter().all(|e| {
+        stored(e.seq_num).is_some_and(|s| s.client_id == e.client_id && s.event == e.event)
+    });
+    Ok(AppendDecision::Done(if same {
+        PushOutcome::Accepted { head }
+    } else {
+        PushOutcome::ServerAhead { head }
+    }))
 }
 
 /// A request key made safe (S3-6): leading `/` stripped, then validated as an [`ObjectKey`]

@@ -34,8 +34,11 @@ use crate::contract::{
     ErrorBody, KeyRequest, SignDownloadResponse, SignUploadRequest, SignUploadResponse,
     UploadMethod, parse_request_key,
 };
-use crate::types::{ContentHash, ObjectKey, Timestamp};
+use crate::types::{ContentHash, ObjectKey, StoreId, Timestamp};
 use crate::{Error, Result};
+
+mod relay;
+pub use relay::{EventLog, SqliteEventLog};
 
 /// What an upload declares; a signer may bind each into the signed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +142,10 @@ pub struct RouterConfig {
     pub allowed_origins: Vec<String>,
     /// Extra request headers browsers may send (added to `Allow-Headers`).
     pub extra_allowed_headers: Vec<String>,
-    /// Largest accepted JSON body (default 16 KiB).
+    /// Largest accepted JSON body on the signer routes (default 16 KiB).
     pub body_limit: usize,
+    /// Largest accepted push body on the relay routes (default 4 MiB).
+    pub relay_body_limit: usize,
 }
 
 impl Default for RouterConfig {
@@ -152,6 +157,7 @@ impl Default for RouterConfig {
             allowed_origins: Vec::new(),
             extra_allowed_headers: Vec::new(),
             body_limit: 16 * 1024,
+            relay_body_limit: 4 * 1024 * 1024,
         }
     }
 }
@@ -179,6 +185,10 @@ pub enum ApiError {
     NotFound,
     /// 413 `{"error":"Payload too large"}`.
     TooLarge,
+    /// 400 with a specific message (relay validation).
+    BadRequest(String),
+    /// 409 `{"error":"ServerAhead","head":N}`: pull first.
+    ServerAhead(u64),
     /// 500 with a fixed message; the cause is logged, not sent.
     Internal(&'static str, Error),
 }
@@ -192,6 +202,18 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+            ApiError::BadRequest(message) => {
+                return json(StatusCode::BAD_REQUEST, &ErrorBody { error: message });
+            }
+            ApiError::ServerAhead(head) => {
+                return json(
+                    StatusCode::CONFLICT,
+                    &crate::contract::HeadBody {
+                        error: Some("ServerAhead".into()),
+                        head,
+                    },
+                );
+            }
             ApiError::Internal(message, cause) => {
                 tracing::error!(error = %cause, "{message}");
                 (StatusCode::INTERNAL_SERVER_ERROR, message)
@@ -218,6 +240,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 struct AppState<S> {
     signer: Arc<S>,
+    relay: Option<Arc<dyn EventLog>>,
     config: RouterConfig,
     base: String,
     token_hashes: Vec<([u8; 32], Vec<String>)>,
@@ -225,6 +248,17 @@ struct AppState<S> {
 
 /// The router for `signer` under `config.base_path`. Serve it with `axum::serve`.
 pub fn router<S: ObjectSigner>(signer: Arc<S>, config: RouterConfig) -> Router {
+    router_with_relay(signer, config, None)
+}
+
+/// [`router`] plus the event relay routes (`POST /v1/stores/{storeId}/push`,
+/// `GET /v1/stores/{storeId}/pull`) on `relay`, behind the same tokens (a token's prefixes
+/// scope it to store ids: `store/`).
+pub fn router_with_relay<S: ObjectSigner>(
+    signer: Arc<S>,
+    config: RouterConfig,
+    relay: Option<Arc<dyn EventLog>>,
+) -> Router {
     let base = config.base_path.trim_end_matches('/').to_owned();
     let token_hashes = config
         .tokens
@@ -238,6 +272,7 @@ pub fn router<S: ObjectSigner>(signer: Arc<S>, config: RouterConfig) -> Router {
         .collect();
     let state = Arc::new(AppState {
         signer,
+        relay,
         config,
         base,
         token_hashes,
@@ -344,7 +379,7 @@ async fn dispatch<S: ObjectSigner>(
     let Some(rest) = under(&state.base, uri.path()) else {
         return StatusCode::NOT_FOUND.into_response(); // not ours
     };
-    let mut response = match route(&state, &method, rest, &headers, body).await {
+    let mut response = match route(&state, &method, rest, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -370,10 +405,101 @@ fn allowed_key(raw: &str, prefixes: &[String]) -> Result<ObjectKey, ApiError> {
     Ok(key)
 }
 
+/// Longest long-poll a pull may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(serde::Deserialize)]
+struct PullParams {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+async fn relay_route(
+    log: &dyn EventLog,
+    config: &RouterConfig,
+    prefixes: &[String],
+    method: &Method,
+    rest: &str,
+    uri: &Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(tail) = rest.strip_prefix("/v1/stores/") else {
+        return Err(ApiError::NotFound);
+    };
+    let Some((store, action)) = tail.split_once('/') else {
+        return Err(ApiError::NotFound);
+    };
+    let store = StoreId::parse(store)
+        .map_err(|e| ApiError::BadRequest(format!("invalid store id: {}", e.reason)))?;
+    let scope = format!("{store}/");
+    if !prefixes.is_empty() && !prefixes.iter().any(|p| scope.starts_with(p.as_str())) {
+        return Err(ApiError::Forbidden);
+    }
+    match (method.as_str(), action) {
+        ("POST", "push") => {
+            let bytes = axum::body::to_bytes(body, config.relay_body_limit)
+                .await
+                .map_err(|_| ApiError::TooLarge)?;
+            let req: crate::contract::PushRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
+            match log.append(&store, req.batch).await {
+                Ok(crate::contract::PushOutcome::Accepted { head }) => Ok(json(
+                    StatusCode::OK,
+                    &crate::contract::HeadBody { error: None, head },
+                )),
+                Ok(crate::contract::PushOutcome::ServerAhead { head }) => {
+                    Err(ApiError::ServerAhead(head))
+                }
+                Err(Error::InvalidInput { what, reason }) => {
+                    Err(ApiError::BadRequest(format!("invalid {what}: {reason}")))
+                }
+                Err(e) => Err(ApiError::Internal("Push failed", e)),
+            }
+        }
+        ("GET", "pull") => {
+            let params = axum::extract::Query::<PullParams>::try_from_uri(uri)
+                .map_err(|_| ApiError::BadRequest("invalid pull parameters".into()))?
+                .0;
+            let limit = params
+                .limit
+                .unwrap_or(500)
+                .clamp(1, crate::contract::MAX_PUSH_BATCH);
+            let wait = Duration::from_secs(params.wait.unwrap_or(0)).min(MAX_WAIT);
+            let head = log
+                .head(&store)
+                .await
+                .map_err(|e| ApiError::Internal("Pull failed", e))?;
+            if head <= params.after && !wait.is_zero() {
+                log.wait(&store, params.after, wait)
+                    .await
+                    .map_err(|e| ApiError::Internal("Pull failed", e))?;
+            }
+            let events = log
+                .read(&store, params.after, limit)
+                .await
+                .map_err(|e| ApiError::Internal("Pull failed", e))?;
+            let head = log
+                .head(&store)
+                .await
+                .map_err(|e| ApiError::Internal("Pull failed", e))?;
+            Ok(json(
+                StatusCode::OK,
+                &crate::contract::PullResponse { events, head },
+            ))
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
 async fn route<S: ObjectSigner>(
     state: &AppState<S>,
     method: &Method,
     rest: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -396,6 +522,11 @@ async fn route<S: ObjectSigner>(
         return Ok(json(status, &body));
     }
     let prefixes = authorize(state, headers).ok_or(ApiError::Unauthorized)?;
+    if rest.starts_with("/v1/stores/")
+        && let Some(log) = &state.relay
+    {
+        return relay_route(&**log, &state.config, &prefixes, method, rest, uri, body).await;
+    }
     let limit = state.config.body_limit;
     let expiry = state.config.expiry();
     match (method.as_str(), rest) {

@@ -173,47 +173,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::contract::{PushOutcome, RelayEvent};
 
+#[cfg(not(target_arch = "wasm32"))]
+mod http;
 use crate::Error;
-use crate::schema::Event;
+use crate::contract::{AppendDecision, decide_append};
 use crate::types::StoreId;
-
-/// An event as the relay carries it, in the original's JSON shape
-/// `{name, args, seqNum, parentSeqNum, clientId, sessionId}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RelayEvent {
-    /// `name` and `args`.
-    #[serde(flatten)]
-    pub event: Event,
-    /// Its position in the store's total order.
-    pub seq_num: u64,
-    /// The position before it.
-    pub parent_seq_num: u64,
-    /// The client that committed it.
-    pub client_id: String,
-    /// The session (engine run) that committed it.
-    pub session_id: String,
-}
-
-/// What a push achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushOutcome {
-    /// Stored (or already stored: a repeated push is acknowledged again); the relay's head.
-    Accepted {
-        /// The relay's head after the push.
-        head: u64,
-    },
-    /// The relay has events the client has not pulled: pull, rebase, push again.
-    ServerAhead {
-        /// The relay's head.
-        head: u64,
-    },
-}
+#[cfg(not(target_arch = "wasm32"))]
+pub use http::HttpRelay;
 
 /// Moves events between devices through a relay that totally orders each store's events.
-/// The HTTP relay client comes with the relay issue; [`MemoryRelay`] is the in-process one.
+/// `HttpRelay` talks to a relay server; [`MemoryRelay`] is the in-process one.
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait EventExchange: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
@@ -296,37 +267,12 @@ impl EventExchange for MemoryRelay {
         let mut logs = self.lock();
         let log = logs.logs.entry(store.clone()).or_default();
         let head = log.len() as u64;
-        let Some(first) = batch.first() else {
-            return Ok(PushOutcome::Accepted { head });
-        };
-        for (i, e) in batch.iter().enumerate() {
-            let want = first.parent_seq_num + 1 + i as u64;
-            if e.seq_num != want || e.parent_seq_num != want - 1 {
-                return Err(Error::invalid(
-                    "relay batch",
-                    "sequence numbers are not contiguous",
-                ));
-            }
-        }
-        if first.parent_seq_num > head {
-            return Err(Error::invalid(
-                "relay batch",
-                "parentSeqNum is beyond the relay's head",
-            ));
-        }
-        if first.parent_seq_num < head {
-            // Already stored (a push whose answer was lost)? Then acknowledge it again.
-            let start = first.parent_seq_num as usize;
-            let same = batch.iter().enumerate().all(|(i, e)| {
-                log.get(start + i).is_some_and(|s| {
-                    s.client_id == e.client_id && s.event == e.event && s.seq_num == e.seq_num
-                })
-            });
-            return Ok(if same {
-                PushOutcome::Accepted { head }
-            } else {
-                PushOutcome::ServerAhead { head }
-            });
+        match decide_append(head, &batch, |seq| {
+            seq.checked_sub(1)
+                .and_then(|i| log.get(i as usize).cloned())
+        })? {
+            AppendDecision::Append => {}
+            AppendDecision::Done(outcome) => return Ok(outcome),
         }
         log.extend(batch);
         let head = log.len() as u64;

@@ -106,6 +106,14 @@ pub(crate) struct Engine {
     stopped: AtomicBool,
     stream: Mutex<StreamState>,
     stream_attempts: AtomicU32,
+    /// Asks the running stream to re-subscribe from the stored cursor at its next batch
+    /// boundary (never aborting a handler half-way, whose commit could land late).
+    stream_restart: tokio::sync::Notify,
+    /// Held while a batch is handled and while remote events are applied, so a rebase never
+    /// happens in the middle of a batch.
+    batch_gate: tokio::sync::Mutex<()>,
+    /// Bumped (under `batch_gate`) by every rebase: a batch read before it is stale.
+    rebase_epoch: std::sync::atomic::AtomicU64,
     /// Serialises read-modify-write of `localFileState` rows between the event handlers and
     /// the transfer tasks, so one never overwrites the other's newer status.
     state_lock: tokio::sync::Mutex<()>,
@@ -195,6 +203,9 @@ impl Engine {
             stopped: AtomicBool::new(false),
             stream: Mutex::default(),
             stream_attempts: AtomicU32::new(0),
+            stream_restart: tokio::sync::Notify::new(),
+            batch_gate: tokio::sync::Mutex::new(()),
+            rebase_epoch: std::sync::atomic::AtomicU64::new(0),
             state_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::default(),
             leader_tasks: Mutex::default(),
@@ -1054,6 +1065,14 @@ impl Engine {
         if self.stopped.load(Ordering::Acquire) {
             return;
         }
+        if lock(&self.stream)
+            .task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            self.stream_restart.notify_one();
+            return;
+        }
         let weak = Arc::downgrade(self);
         let task = rt::spawn(async move {
             if let Some(engine) = weak.upgrade() {
@@ -1094,9 +1113,21 @@ impl Engine {
                     return;
                 }
             };
+            let epoch = self.rebase_epoch.load(Ordering::Acquire);
             let mut stream = subscribe(Arc::clone(&self.store), cursor);
             let error = loop {
-                match stream.next().await {
+                let next = {
+                    let restart = std::pin::pin!(self.stream_restart.notified());
+                    match futures::future::select(stream.next(), restart).await {
+                        futures::future::Either::Left((next, _)) => Some(next),
+                        futures::future::Either::Right(((), _)) => None,
+                    }
+                };
+                let Some(next) = next else {
+                    // Restart requested (rebase, trigger_sync, stall): follow from the cursor.
+                    break None;
+                };
+                match next {
                     None => return,
                     Some(Ok(batch)) => {
                         if self.stream_attempts.swap(0, Ordering::AcqRel) > 0 {
@@ -1105,16 +1136,28 @@ impl Engine {
                                 from: RecoveryFrom::StreamError,
                             });
                         }
-                        if let Err(e) = self.handle_batch(batch).await {
+                        let gate = self.batch_gate.lock().await;
+                        if self.rebase_epoch.load(Ordering::Acquire) != epoch {
+                            // The log was rebased after this batch was read: its numbers are
+                            // stale. Follow the log again from the (rewound) cursor.
+                            drop(gate);
+                            break None;
+                        }
+                        let handled = self.handle_batch(batch).await;
+                        drop(gate);
+                        if let Err(e) = handled {
                             self.emit(SyncEvent::SyncError {
                                 error: e.to_string(),
                                 context: Some("event-batch".into()),
                             });
-                            break e;
+                            break Some(e);
                         }
                     }
-                    Some(Err(e)) => break e,
+                    Some(Err(e)) => break Some(e),
                 }
+            };
+            let Some(error) = error else {
+                continue;
             };
             let attempt = self.stream_attempts.fetch_add(1, Ordering::AcqRel) + 1;
             self.emit(SyncEvent::StreamError {
@@ -1275,9 +1318,17 @@ impl Engine {
                     .await?;
             }
             let foreign: Vec<Event> = pulled.into_iter().skip(own).map(|e| e.event).collect();
-            if !foreign.is_empty() && self.store.apply_remote(foreign).await? {
-                // Pending events were renumbered: follow the log again from the rewound cursor.
-                self.start_stream();
+            if !foreign.is_empty() {
+                let gate = self.batch_gate.lock().await;
+                let rebased = self.store.apply_remote(foreign).await?;
+                if rebased {
+                    self.rebase_epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                drop(gate);
+                if rebased {
+                    // Pending events were renumbered: follow the log again from the rewound cursor.
+                    self.start_stream();
+                }
             }
             return Ok(true);
         }

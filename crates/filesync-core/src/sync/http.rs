@@ -1,0 +1,153 @@
+//! [`HttpRelay`]: the event exchange over HTTP (`docs/relay-protocol.md`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+
+use super::EventExchange;
+use crate::contract::{HeadBody, PullResponse, PushOutcome, PushRequest, RelayEvent};
+use crate::types::StoreId;
+use crate::{Error, Result};
+
+/// The relay client: `POST {base}/v1/stores/{store}/push`, `GET …/pull?after&limit&wait`,
+/// with a bearer token. Errors are classified like `SignerClient`'s (network, 408, 429, 5xx
+/// retryable).
+#[derive(Debug, Clone)]
+pub struct HttpRelay {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl HttpRelay {
+    /// A client for the relay under `base_url` (e.g. `https://example.com/api`).
+    pub fn new(base_url: impl Into<String>, token: Option<String>) -> Result<Self> {
+        let base = base_url.into().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(
+                "relay base URL",
+                format!("{base:?} must start with http:// or https://"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
+        Ok(Self { http, base, token })
+    }
+
+    fn url(&self, store: &StoreId, action: &str) -> String {
+        format!("{}/v1/stores/{store}/{action}", self.base)
+    }
+
+    fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn pull_with(
+        &self,
+        store: &StoreId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<PullResponse> {
+        let resp = self
+            .auth(self.http.get(self.url(store, "pull")).query(&[
+                ("after", after.to_string()),
+                ("limit", limit.to_string()),
+                ("wait", wait.as_secs().to_string()),
+            ]))
+            .timeout(wait + Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| net("pull", &e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| net("pull", &e))?;
+        if !status.is_success() {
+            return Err(status_err("pull", status, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Remote {
+            status: Some(status.as_u16()),
+            retryable: false,
+            message: format!("pull: invalid response: {e}"),
+        })
+    }
+}
+
+fn net(what: &str, e: &reqwest::Error) -> Error {
+    Error::Remote {
+        status: None,
+        retryable: true,
+        message: format!(
+            "relay {what}: {}",
+            if e.is_timeout() {
+                "timed out"
+            } else {
+                "unreachable"
+            }
+        ),
+    }
+}
+
+fn status_err(what: &str, status: StatusCode, body: &str) -> Error {
+    let retryable = status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS;
+    let detail = serde_json::from_str::<crate::contract::ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_default();
+    Error::Remote {
+        status: Some(status.as_u16()),
+        retryable,
+        message: format!(
+            "relay {what} failed with status {}: {detail}",
+            status.as_u16()
+        ),
+    }
+}
+
+#[async_trait]
+impl EventExchange for HttpRelay {
+    async fn push(&self, store: &StoreId, batch: Vec<RelayEvent>) -> Result<PushOutcome> {
+        let resp = self
+            .auth(
+                self.http
+                    .post(self.url(store, "push"))
+                    .json(&PushRequest { batch }),
+            )
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| net("push", &e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| net("push", &e))?;
+        let head = || serde_json::from_str::<HeadBody>(&text).map(|b| b.head);
+        match status {
+            StatusCode::OK => Ok(PushOutcome::Accepted {
+                head: head().unwrap_or(0),
+            }),
+            StatusCode::CONFLICT => match head() {
+                Ok(head) => Ok(PushOutcome::ServerAhead { head }),
+                Err(_) => Err(status_err("push", status, &text)),
+            },
+            _ => Err(status_err("push", status, &text)),
+        }
+    }
+
+    async fn pull(&self, store: &StoreId, after: u64, limit: usize) -> Result<Vec<RelayEvent>> {
+        Ok(self
+            .pull_with(store, after, limit, Duration::ZERO)
+            .await?
+            .events)
+    }
+
+    async fn wait(&self, store: &StoreId, after: u64, max: Duration) -> Result<()> {
+        self.pull_with(store, after, 1, max.min(Duration::from_secs(30)))
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,407 @@
+//! The HTTP event relay: protocol conformance through the router, `SqliteEventLog`
+//! durability, and engines converging through `HttpRelay` over loopback.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use filesync_core::FileSync;
+use filesync_core::contract::RelayEvent;
+use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
+use filesync_core::preprocess::FileInput;
+use filesync_core::remote::MemoryRemote;
+use filesync_core::schema::{Event, EventSeq, FileDeleted, LocalFileStateClear, TransferStatus};
+use filesync_core::server::{
+    EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, SqliteEventLog,
+    TokenGrant, UploadSpec, router_with_relay, serve,
+};
+use filesync_core::store::{SqliteStore, Store};
+use filesync_core::sync::HttpRelay;
+use filesync_core::types::{FileId, ObjectKey, StoreId, Timestamp};
+use filesync_core::{Error, Result};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct NoSigner;
+
+#[async_trait]
+impl ObjectSigner for NoSigner {
+    async fn sign_upload(
+        &self,
+        _: &UploadSpec,
+        _: Duration,
+        _: Timestamp,
+    ) -> Result<SignedRequest> {
+        Err(Error::Unsupported { what: "signing" })
+    }
+    async fn sign_download(
+        &self,
+        _: &ObjectKey,
+        _: Duration,
+        _: Timestamp,
+    ) -> Result<SignedRequest> {
+        Err(Error::Unsupported { what: "signing" })
+    }
+    async fn delete(&self, _: &ObjectKey) -> Result<()> {
+        Ok(())
+    }
+    async fn health(&self) -> HealthReport {
+        HealthReport {
+            ok: true,
+            details: Default::default(),
+        }
+    }
+}
+
+fn config() -> RouterConfig {
+    RouterConfig {
+        tokens: vec![
+            TokenGrant {
+                token: Secret::new("store-a-token"),
+                prefixes: vec!["store-a/".into()],
+            },
+            TokenGrant {
+                token: Secret::new("admin-token"),
+                prefixes: vec![],
+            },
+        ],
+        ..RouterConfig::default()
+    }
+}
+
+fn deleted(id: &str, seq: u64, client: &str) -> RelayEvent {
+    RelayEvent {
+        event: Event::FileDeleted(FileDeleted {
+            id: FileId::parse(id).unwrap(),
+            deleted_at: Timestamp::from_millis(1).unwrap(),
+        }),
+        seq_num: seq,
+        parent_seq_num: seq - 1,
+        client_id: client.into(),
+        session_id: "s".into(),
+    }
+}
+
+async fn call(log: &Arc<SqliteEventLog>, req: Request<Body>) -> (StatusCode, String) {
+    let app = router_with_relay(
+        Arc::new(NoSigner),
+        config(),
+        Some(log.clone() as Arc<dyn EventLog>),
+    );
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn push(store: &str, token: Option<&str>, body: String) -> Request<Body> {
+    let mut b = Request::post(format!("/api/v1/stores/{store}/push"))
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn batch(events: &[RelayEvent]) -> String {
+    serde_json::json!({ "batch": events }).to_string()
+}
+
+async fn scratch_log() -> (tempfile::TempDir, Arc<SqliteEventLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        SqliteEventLog::open(dir.path().join("relay.sqlite"))
+            .await
+            .unwrap(),
+    );
+    (dir, log)
+}
+
+/// Push: 200 `{head}`; a repeated batch is acknowledged, not duplicated; 409 ServerAhead when
+/// the client is behind; 400 for bad batches with nothing stored; 401/403 for tokens.
+#[tokio::test]
+async fn push_protocol() {
+    let (_dir, log) = scratch_log().await;
+    let store = StoreId::parse("store-a").unwrap();
+    let first = [deleted("f1", 1, "c1"), deleted("f2", 2, "c1")];
+    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"head":2}"#));
+    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (StatusCode::OK, r#"{"head":2}"#),
+        "a repeated push is acknowledged"
+    );
+    assert_eq!(log.head(&store).await.unwrap(), 2);
+    let (s, b) = call(
+        &log,
+        push(
+            "store-a",
+            Some("store-a-token"),
+            batch(&[deleted("other", 1, "c2")]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (StatusCode::CONFLICT, r#"{"error":"ServerAhead","head":2}"#)
+    );
+    let client_only = RelayEvent {
+        event: Event::LocalFileStateClear(LocalFileStateClear {}),
+        ..deleted("x", 3, "c1")
+    };
+    let too_many: Vec<RelayEvent> = (3..=1003).map(|n| deleted("x", n, "c1")).collect();
+    for (body, needle) in [
+        ("not json".to_owned(), "invalid batch"),
+        (r#"{"batch":[{"name":"v1.Nope","args":{},"seqNum":3,"parentSeqNum":2,"clientId":"c","sessionId":"s"}]}"#.to_owned(), "unknown event name"),
+        (r#"{"batch":[{"name":"v1.FileDeleted","args":{"id":""},"seqNum":3,"parentSeqNum":2,"clientId":"c","sessionId":"s"}]}"#.to_owned(), "invalid batch"),
+        (batch(&[deleted("x", 5, "c1")]), "beyond the relay's head"),
+        (batch(&[deleted("x", 3, "c1"), deleted("y", 5, "c1")]), "not contiguous"),
+        (batch(&[client_only]), "client-only"),
+        (batch(&too_many), "more than 1000"),
+    ] {
+        let (s, b) = call(&log, push("store-a", Some("admin-token"), body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert!(b.contains(needle), "{b} lacks {needle}");
+    }
+    assert_eq!(log.head(&store).await.unwrap(), 2, "nothing was stored");
+    let (s, _) = call(
+        &log,
+        push(
+            "store-b",
+            Some("store-a-token"),
+            batch(&[deleted("f", 1, "c")]),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&log, push("store-a", None, batch(&[deleted("f", 3, "c")]))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// Pull returns events after N in order; a pull with `wait` long-polls until an event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_and_long_poll() {
+    let (_dir, log) = scratch_log().await;
+    let store = StoreId::parse("store-a").unwrap();
+    log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
+        .await
+        .unwrap();
+    let get = |q: &str| {
+        Request::get(format!("/api/v1/stores/store-a/pull?{q}"))
+            .header("authorization", "Bearer store-a-token")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, b) = call(&log, get("after=1")).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["head"], 2);
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    assert_eq!(v["events"][0]["seqNum"], 2);
+    assert_eq!(v["events"][0]["name"], "v1.FileDeleted");
+    let (tx, waiter) = tokio::sync::oneshot::channel();
+    {
+        let log = log.clone();
+        drop(filesync_core::rt::spawn(async move {
+            let _ = tx.send(call(&log, get("after=2&wait=10")).await);
+        }));
+    }
+    filesync_core::rt::sleep(Duration::from_millis(100)).await;
+    log.append(&store, vec![deleted("c", 3, "c")])
+        .await
+        .unwrap();
+    let (s, b) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains(r#""seqNum":3"#), "{b}");
+}
+
+/// The log is durable: what was acknowledged survives reopening (a relay restart).
+#[tokio::test]
+async fn sqlite_event_log_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreId::parse("s").unwrap();
+    {
+        let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
+            .await
+            .unwrap();
+        log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
+            .await
+            .unwrap();
+    }
+    let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
+        .await
+        .unwrap();
+    assert_eq!(log.head(&store).await.unwrap(), 2);
+    assert_eq!(
+        log.read(&store, 0, 10).await.unwrap(),
+        vec![deleted("a", 1, "c"), deleted("b", 2, "c")]
+    );
+}
+
+/// Whether all clients hold the same log and rows, and every live file is uploaded and local.
+async fn converged(clients: &[(FileSync, Arc<dyn Store>)]) -> bool {
+    let mut logs = Vec::new();
+    let mut rows = Vec::new();
+    for (_, s) in clients {
+        logs.push(s.events_after(EventSeq::ROOT, 1000).await.unwrap());
+        rows.push(s.files().await.unwrap());
+    }
+    if logs.windows(2).any(|w| w[0] != w[1]) || rows.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
+    for (_, store) in clients {
+        for f in store.files().await.unwrap() {
+            if f.is_deleted() {
+                continue;
+            }
+            let ok = f.remote_key.is_some()
+                && store.local_state(&f.id).await.unwrap().is_some_and(|s| {
+                    s.local_hash == Some(f.content_hash)
+                        && s.download_status == TransferStatus::Done
+                });
+            if !ok {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn dump(clients: &[(FileSync, Arc<dyn Store>)], log: &Arc<SqliteEventLog>) {
+    for (i, (_, s)) in clients.iter().enumerate() {
+        eprintln!(
+            "client {i}: head {} confirmed {} cursor {} files {:?}",
+            s.head().await.unwrap(),
+            s.confirmed().await.unwrap(),
+            s.cursor().await.unwrap().last_event_sequence,
+            s.files()
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| (
+                    f.id.to_string()[..4].to_owned(),
+                    f.content_hash.to_string()[..4].to_owned(),
+                    f.remote_key.is_some(),
+                    f.is_deleted()
+                ))
+                .collect::<Vec<_>>()
+        );
+        for f in s.files().await.unwrap() {
+            eprintln!(
+                "   {} state {:?}",
+                &f.id.to_string()[..4],
+                s.local_state(&f.id).await.unwrap().map(|x| (
+                    x.local_hash.map(|h| h.to_string()[..4].to_owned()),
+                    x.upload_status,
+                    x.download_status,
+                    x.last_sync_error
+                ))
+            );
+        }
+    }
+    eprintln!(
+        "relay head {}",
+        log.head(&StoreId::parse("store-a").unwrap()).await.unwrap()
+    );
+}
+
+async fn wait_converged(clients: &[(FileSync, Arc<dyn Store>)]) -> bool {
+    for _ in 0..1500 {
+        if converged(clients).await {
+            return true;
+        }
+        filesync_core::rt::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Three engines, each with its own directory and SQLite store, save concurrently through
+/// `HttpRelay` on a real loopback server; then update and delete; all converge to one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_engines_converge_over_http() {
+    let (_dir, log) = scratch_log().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router_with_relay(
+        Arc::new(NoSigner),
+        config(),
+        Some(log.clone() as Arc<dyn EventLog>),
+    );
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, std::future::pending()).await.unwrap();
+    }));
+    let remote = MemoryRemote::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+        let relay =
+            HttpRelay::new(format!("http://{addr}/api"), Some("store-a-token".into())).unwrap();
+        let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
+            .with_remote(Arc::new(remote.clone()))
+            .with_relay(Arc::new(relay))
+            .start()
+            .await
+            .unwrap();
+        clients.push((sync, store));
+    }
+    let saves = clients.iter().enumerate().map(|(n, (sync, _))| async move {
+        let mut ids = Vec::new();
+        for k in 0..4 {
+            ids.push(
+                sync.save_file(FileInput::from_bytes(
+                    "f",
+                    "text/plain",
+                    format!("client {n} file {k}"),
+                ))
+                .await
+                .unwrap()
+                .file_id,
+            );
+        }
+        ids
+    });
+    let ids: Vec<FileId> = futures::future::join_all(saves)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if !wait_converged(&clients).await {
+        dump(&clients, &log).await;
+        panic!("the three clients did not converge after saving");
+    }
+    clients[1]
+        .0
+        .update_file(
+            &ids[0],
+            FileInput::from_bytes("f", "text/plain", "updated by 1"),
+        )
+        .await
+        .unwrap();
+    clients[2].0.delete_file(&ids[5]).await.unwrap();
+    if !wait_converged(&clients).await {
+        dump(&clients, &log).await;
+        panic!("the three clients did not converge after update/delete");
+    }
+    let store = StoreId::parse("store-a").unwrap();
+    let relay_log = log.read(&store, 0, 1000).await.unwrap();
+    let seqs: Vec<u64> = relay_log.iter().map(|e| e.seq_num).collect();
+    assert_eq!(
+        seqs,
+        (1..=relay_log.len() as u64).collect::<Vec<_>>(),
+        "no gaps or duplicates"
+    );
+    let content = clients[2].0.read_file(&ids[0]).await.unwrap();
+    assert_eq!(collect_stream(content.body).await.unwrap(), "updated by 1");
+    for (sync, _) in clients {
+        sync.shutdown().await;
+    }
+}
