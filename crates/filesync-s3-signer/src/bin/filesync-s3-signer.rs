@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use filesync_core::server::{RouterConfig, Secret, TokenGrant, router, serve};
+use filesync_core::server::{
+    EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant, router_with_relay, serve,
+};
 use filesync_s3_signer::{S3Config, S3Signer};
 
 #[derive(Parser, Debug)]
@@ -58,6 +60,9 @@ struct Args {
     /// Longest URL lifetime in seconds (clamped to 1..=3600).
     #[arg(long, env = "FILESYNC_MAX_EXPIRY_SECS", default_value_t = 900)]
     max_expiry_secs: u64,
+    /// Also serve the event relay, with its log in this SQLite file.
+    #[arg(long, env = "FILESYNC_RELAY_DB")]
+    relay_db: Option<std::path::PathBuf>,
     /// Origins allowed credentialed CORS (comma-separated); none: `*`.
     #[arg(
         long = "allowed-origin",
@@ -177,6 +182,15 @@ async fn run(args: Args) -> Result<(), String> {
             .collect(),
         ..RouterConfig::default()
     };
+    let relay: Option<Arc<dyn EventLog>> = match &args.relay_db {
+        None => None,
+        Some(path) => Some(Arc::new(SqliteEventLog::open(path).await.map_err(|e| {
+            format!(
+                "--relay-db (FILESYNC_RELAY_DB): cannot open {}: {e}",
+                path.display()
+            )
+        })?)),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -186,7 +200,7 @@ async fn run(args: Args) -> Result<(), String> {
             )
         })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, base_path = %config.base_path, "filesync-s3-signer listening");
+    tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
     serve(
         listener,
