@@ -204,7 +204,7 @@ async fn run(args: Args) -> Result<(), String> {
     println!("listening on {addr}");
     serve(
         listener,
-        router(Arc::new(signer), config),
+        router_with_relay(Arc::new(signer), config, relay),
         shutdown_signal(),
     )
     .await
