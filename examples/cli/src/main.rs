@@ -342,7 +342,12 @@ fn progress_printer(
             Default::default();
         while let Some(e) = events.next().await {
             if print_events {
-                let _ = multi.println(format!("event: {}", e.to_json()));
+                let line = format!("event: {}", e.to_json());
+                if bars {
+                    let _ = multi.println(line);
+                } else {
+                    eprintln!("{line}");
+                }
             }
             if !bars {
                 continue;
