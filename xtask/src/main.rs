@@ -319,7 +319,7 @@ fn demo(sh: &Shell) -> Result<()> {
     println!("ok: records are soft-deleted, content is gone");
 
     println!(
-        "\ndemo: every step showed what it claimed (local-only mode; syncing between clients over HTTP comes with the signer client and the relay server)"
+        "\ndemo: every step showed what it claimed (local-only mode; `filesync --server URL --token T` syncs through `filesync-s3-signer --relay-db`)"
     );
     Ok(())
 }
