@@ -405,3 +405,212 @@ async fn three_engines_converge_over_http() {
         sync.shutdown().await;
     }
 }
+
+/// A relay wrapper that stores a push but loses its answer, as when a client dies between the
+/// relay's 200 and recording it.
+#[derive(Debug)]
+struct LosesAcks {
+    inner: HttpRelay,
+    lose: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl filesync_core::sync::EventExchange for LosesAcks {
+    async fn push(
+        &self,
+        store: &StoreId,
+        batch: Vec<RelayEvent>,
+    ) -> Result<filesync_core::contract::PushOutcome> {
+        let out = self.inner.push(store, batch).await?;
+        if self
+            .lose
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(Error::Remote {
+                status: None,
+                retryable: true,
+                message: "connection reset after the push (injected)".into(),
+            });
+        }
+        Ok(out)
+    }
+    async fn pull(&self, store: &StoreId, after: u64, limit: usize) -> Result<Vec<RelayEvent>> {
+        self.inner.pull(store, after, limit).await
+    }
+    async fn wait(&self, store: &StoreId, after: u64, max: Duration) -> Result<()> {
+        self.inner.wait(store, after, max).await
+    }
+}
+
+async fn start_relay_server(
+    log: Arc<SqliteEventLog>,
+    port: u16,
+) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = router_with_relay(Arc::new(NoSigner), config(), Some(log as Arc<dyn EventLog>));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    }));
+    (port, stop)
+}
+
+/// A push whose answer is lost (the client died before recording it) is neither lost nor
+/// duplicated: after a restart on the same store, the client recognises its own events in the
+/// relay and confirms them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
+    let (_dir, log) = scratch_log().await;
+    let (port, _stop) = start_relay_server(log.clone(), 0).await;
+    let base = format!("http://127.0.0.1:{port}/api");
+    let remote = MemoryRemote::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let relay = LosesAcks {
+        inner: HttpRelay::new(&base, Some("store-a-token".into())).unwrap(),
+        lose: std::sync::atomic::AtomicUsize::new(1000),
+    };
+    let sync = FileSync::builder(
+        StoreId::parse("store-a").unwrap(),
+        Arc::clone(&fs),
+        Arc::clone(&store),
+    )
+    .with_remote(Arc::new(remote.clone()))
+    .with_relay(Arc::new(relay))
+    .start()
+    .await
+    .unwrap();
+    let saved = sync
+        .save_file(FileInput::from_bytes("x", "text/plain", "acked or not"))
+        .await
+        .unwrap();
+    let relay_store = StoreId::parse("store-a").unwrap();
+    for _ in 0..500 {
+        if log.head(&relay_store).await.unwrap() >= 1 {
+            break;
+        }
+        filesync_core::rt::sleep(Duration::from_millis(10)).await;
+    }
+    // The relay has the event, the client never recorded the acknowledgement: "crash".
+    sync.shutdown().await;
+    assert!(log.head(&relay_store).await.unwrap() >= 1);
+    // Restart with a healthy connection on the same directory and store.
+    let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
+        .with_remote(Arc::new(remote))
+        .with_relay(Arc::new(
+            HttpRelay::new(&base, Some("store-a-token".into())).unwrap(),
+        ))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        let rec = store.file(&saved.file_id).await.unwrap().unwrap();
+        if rec.remote_key.is_some()
+            && store.confirmed().await.unwrap() == store.head().await.unwrap()
+        {
+            break;
+        }
+        filesync_core::rt::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        store.confirmed().await.unwrap(),
+        store.head().await.unwrap()
+    );
+    let relay_log = log.read(&relay_store, 0, 100).await.unwrap();
+    let local = store.events_after(EventSeq::ROOT, 100).await.unwrap();
+    assert_eq!(relay_log.len(), local.len(), "no event lost or duplicated");
+    for (r, l) in relay_log.iter().zip(&local) {
+        assert_eq!((r.seq_num, &r.event), (l.seq.global, &l.event));
+    }
+    let created = relay_log
+        .iter()
+        .filter(|e| e.event.name() == "v1.FileCreated")
+        .count();
+    assert_eq!(created, 1);
+    sync.shutdown().await;
+}
+
+/// The relay restarts (same database, same port) while clients keep working: nothing that was
+/// acknowledged is lost and everyone converges afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_restart_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.sqlite");
+    let log = Arc::new(SqliteEventLog::open(&path).await.unwrap());
+    let (port, stop) = start_relay_server(log, 0).await;
+    let remote = MemoryRemote::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+        let relay = HttpRelay::new(
+            format!("http://127.0.0.1:{port}/api"),
+            Some("store-a-token".into()),
+        )
+        .unwrap();
+        let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
+            .with_remote(Arc::new(remote.clone()))
+            .with_relay(Arc::new(relay))
+            .with_options(filesync_core::engine::Options {
+                retry: filesync_core::engine::executor::RetryPolicy {
+                    base_delay: Duration::from_millis(20),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        clients.push((sync, store));
+    }
+    clients[0]
+        .0
+        .save_file(FileInput::from_bytes("a", "text/plain", "before"))
+        .await
+        .unwrap();
+    assert!(wait_converged(&clients).await, "before the restart");
+    stop.send(()).unwrap();
+    filesync_core::rt::sleep(Duration::from_millis(100)).await;
+    clients[0]
+        .0
+        .save_file(FileInput::from_bytes("b", "text/plain", "during A"))
+        .await
+        .unwrap();
+    clients[1]
+        .0
+        .save_file(FileInput::from_bytes("c", "text/plain", "during B"))
+        .await
+        .unwrap();
+    filesync_core::rt::sleep(Duration::from_millis(200)).await;
+    let log = Arc::new(SqliteEventLog::open(&path).await.unwrap());
+    let (_port, _stop) = start_relay_server(log.clone(), port).await;
+    if !wait_converged(&clients).await {
+        dump(&clients, &log).await;
+        panic!("after the restart");
+    }
+    let store = StoreId::parse("store-a").unwrap();
+    let seqs: Vec<u64> = log
+        .read(&store, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq_num)
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(clients[0].1.files().await.unwrap().len(), 3);
+    for (sync, _) in clients {
+        sync.shutdown().await;
+    }
+}
