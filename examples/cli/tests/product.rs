@@ -1,0 +1,197 @@
+//! The full product path: two `filesync` CLI processes in separate directories against
+//! `filesync-s3-signer --relay-db` and a real SigV4-checking S3 server (s3s-fs): save, update
+//! and delete on one, `sync` on the other shows the same hashes.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn tool(name: &str) -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_BIN_EXE_filesync"));
+    let sibling = here.with_file_name(name);
+    if sibling.is_file() {
+        return sibling;
+    }
+    let cargo_bin = PathBuf::from(std::env::var_os("HOME").unwrap())
+        .join(".cargo/bin")
+        .join(name);
+    assert!(
+        cargo_bin.is_file(),
+        "{name} not found: build the workspace and run `cargo xtask setup`"
+    );
+    cargo_bin
+}
+
+fn cli(dir: &Path, server: &str, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_filesync"))
+        .args([
+            "--dir",
+            dir.to_str().unwrap(),
+            "--server",
+            server,
+            "--token",
+            "product-test-token-123",
+            "--store",
+            "demo",
+        ])
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "filesync {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn two_cli_processes_sync_through_signer_relay_and_s3() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("s3/bkt")).unwrap();
+    let s3_port = free_port();
+    let _s3 = Kill(
+        Command::new(tool("s3s-fs"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &s3_port.to_string(),
+                "--access-key",
+                "AK",
+                "--secret-key",
+                "product-secret",
+            ])
+            .arg(tmp.path().join("s3"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(s3_port);
+    let port = free_port();
+    let _signer = Kill(
+        Command::new(tool("filesync-s3-signer"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--s3-endpoint",
+                &format!("http://127.0.0.1:{s3_port}"),
+            ])
+            .args([
+                "--s3-region",
+                "us-east-1",
+                "--s3-bucket",
+                "bkt",
+                "--s3-access-key-id",
+                "AK",
+                "--s3-secret-access-key",
+                "product-secret",
+            ])
+            .args([
+                "--s3-force-path-style",
+                "true",
+                "--token",
+                "product-test-token-123:demo/",
+                "--relay-db",
+            ])
+            .arg(tmp.path().join("relay.sqlite"))
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let server = format!("http://127.0.0.1:{port}/api");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let file = tmp.path().join("photo.txt");
+    std::fs::write(&file, b"bytes from client A").unwrap();
+
+    let saved = stdout(&cli(&a, &server, &["save", file.to_str().unwrap()]));
+    let (id, hash) = {
+        let f: Vec<&str> = saved.split('\t').collect();
+        (f[0].to_owned(), f[1].to_owned())
+    };
+    cli(&a, &server, &["sync"]);
+    cli(&b, &server, &["sync"]);
+    let listed = stdout(&cli(&b, &server, &["--json", "ls"]));
+    let row: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(
+        (row["fileId"].as_str(), row["contentHash"].as_str()),
+        (Some(id.as_str()), Some(hash.as_str()))
+    );
+    assert_eq!(row["state"], "local");
+    assert_eq!(
+        stdout(&cli(&b, &server, &["cat", &id])),
+        "bytes from client A"
+    );
+
+    std::fs::write(&file, b"edited on B").unwrap();
+    let updated = stdout(&cli(&b, &server, &["update", &id, file.to_str().unwrap()]));
+    let new_hash = updated.trim().split('\t').nth(1).unwrap().to_owned();
+    cli(&b, &server, &["sync"]);
+    cli(&a, &server, &["sync"]);
+    assert_eq!(stdout(&cli(&a, &server, &["cat", &id])), "edited on B");
+    assert!(tmp.path().join(format!("s3/bkt/demo/{new_hash}")).is_file());
+
+    cli(&a, &server, &["rm", &id]);
+    cli(&a, &server, &["sync"]);
+    cli(&b, &server, &["sync"]);
+    assert_eq!(stdout(&cli(&b, &server, &["ls"])).trim(), "");
+    assert!(
+        !tmp.path().join(format!("s3/bkt/demo/{new_hash}")).exists(),
+        "the object was not deleted"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_filesync"))
+        .args([
+            "--dir",
+            b.to_str().unwrap(),
+            "--server",
+            &server,
+            "--token",
+            "wrong-token-000000",
+            "--store",
+            "demo",
+            "sync",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the token"));
+}
