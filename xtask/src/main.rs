@@ -3,7 +3,7 @@
 //! - `cargo xtask demo`  — the demo on the embedded default (local-only for now).
 //! - `cargo xtask ci`    — everything CI checks; installs what the tests need first.
 //! - `cargo xtask setup` — only the installation part of `ci` (idempotent).
-//! - `cargo xtask bench [hash]` — benchmarks with a baseline measured in the same run.
+//! - `cargo xtask bench [hash|relay]` — benchmarks with a baseline measured in the same run.
 //! - `cargo xtask tidy`  — repository layout checks (part of `ci`).
 
 use std::path::{Path, PathBuf};
@@ -21,15 +21,21 @@ fn main() -> Result<()> {
         ["setup"] => setup(&sh),
         ["ci"] => ci(&sh),
         ["tidy"] => tidy(&sh),
-        ["bench"] | ["bench", "hash"] => bench_hash(&sh),
+        ["bench"] => {
+            bench_hash(&sh)?;
+            bench_relay(&sh)
+        }
+        ["bench", "hash"] => bench_hash(&sh),
+        ["bench", "relay"] => bench_relay(&sh),
         ["demo"] => demo(&sh),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | setup | bench [hash] | tidy>\n\n\
+                "usage: cargo xtask <demo | ci | setup | bench [hash|relay] | tidy>\n\n\
                  demo   run the demo on the embedded default (NativeFs + SqliteStore)\n\
                  ci     install what the tests need, then fmt, clippy, tests, wasm32 build, docs\n\
                  setup  only install what the tests need (idempotent)\n\
-                 bench  hash: SHA-256 and content-store throughput vs openssl/sha256sum and dd\n\
+                 bench  hash: SHA-256 and content-store throughput vs openssl/sha256sum and dd;\n\
+                        relay: 100k events pushed and caught up over loopback vs bare SQLite\n\
                  tidy   repository layout checks"
             );
             std::process::exit(2)
@@ -435,6 +441,17 @@ fn bench_hash(sh: &Shell) -> Result<()> {
     println!("filesync put  {put_mbs:8.0} MB/s ({t_put:.2?}), {rss}");
     println!("dd fsync      {dd_mbs:8.0} MB/s ({t_dd:.2?})");
     println!("ratio put/dd = {:.2}", put_mbs / dd_mbs);
+    Ok(())
+}
+
+/// The event relay against bare SQLite, in the same run (FILESYNC_BENCH_EVENTS, default 100k).
+fn bench_relay(sh: &Shell) -> Result<()> {
+    step("bench relay: push and fresh-client catch-up over loopback vs bare SQLite (release)");
+    cmd!(
+        sh,
+        "cargo run --release --quiet -p filesync-core --features server --example relay_bench"
+    )
+    .run()?;
     Ok(())
 }
 
