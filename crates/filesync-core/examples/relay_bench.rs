@@ -5,7 +5,7 @@
 //! 2. catch-up of a fresh client: pull all N events and apply them to a fresh `SqliteStore`,
 //!    beside a bare rusqlite select of the same rows.
 
-#![allow(clippy::print_stdout, clippy::disallowed_methods)]
+#![allow(clippy::print_stdout, clippy::disallowed_methods, clippy::unwrap_used)] // a benchmark on fixed inputs
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
