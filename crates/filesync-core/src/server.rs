@@ -31,7 +31,7 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use crate::contract::{
-    ErrorBody, KeyRequest, SignDownloadResponse, SignUploadRequest, SignUploadResponse,
+    ErrorBody, KeyRequest, RelayEvent, SignDownloadResponse, SignUploadRequest, SignUploadResponse,
     UploadMethod, parse_request_key,
 };
 use crate::types::{ContentHash, ObjectKey, StoreId, Timestamp};
@@ -418,15 +418,58 @@ struct PullParams {
     wait: Option<u64>,
 }
 
+/// The `/stream` body: every event after `after` as an SSE message (`id` = `seqNum`,
+/// `data` = the event's JSON), then new ones as they are appended; a comment every 15 s keeps
+/// proxies from closing the connection.
+fn sse_stream(
+    log: Arc<dyn EventLog>,
+    store: StoreId,
+    after: u64,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<
+        Item = std::result::Result<axum::response::sse::Event, std::convert::Infallible>,
+    >,
+> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let stream = futures::stream::unfold(
+        (log, store, after, Vec::<RelayEvent>::new()),
+        |(log, store, mut after, mut buffered)| async move {
+            loop {
+                if !buffered.is_empty() {
+                    let e = buffered.remove(0);
+                    after = e.seq_num;
+                    let data = serde_json::to_string(&e).unwrap_or_default();
+                    let msg = SseEvent::default().id(e.seq_num.to_string()).data(data);
+                    return Some((Ok(msg), (log, store, after, buffered)));
+                }
+                match log.read(&store, after, 500).await {
+                    Ok(events) if !events.is_empty() => buffered = events,
+                    Ok(_) => {
+                        let _ = log.wait(&store, after, MAX_WAIT).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay stream read failed");
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[allow(clippy::too_many_arguments)] // one call site: the parts of the request
 async fn relay_route(
-    log: &dyn EventLog,
+    log_arc: Arc<dyn EventLog>,
     config: &RouterConfig,
     prefixes: &[String],
     method: &Method,
     rest: &str,
     uri: &Uri,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let log = &*log_arc;
     let Some(tail) = rest.strip_prefix("/v1/stores/") else {
         return Err(ApiError::NotFound);
     };
@@ -459,6 +502,18 @@ async fn relay_route(
                 }
                 Err(e) => Err(ApiError::Internal("Push failed", e)),
             }
+        }
+        ("GET", "stream") => {
+            // Server-sent events: resumable from `Last-Event-ID` (or `?after=N`).
+            let params = axum::extract::Query::<PullParams>::try_from_uri(uri)
+                .map_err(|_| ApiError::BadRequest("invalid stream parameters".into()))?
+                .0;
+            let after = headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(params.after);
+            Ok(sse_stream(log_arc, store, after).into_response())
         }
         ("GET", "pull") => {
             let params = axum::extract::Query::<PullParams>::try_from_uri(uri)
@@ -525,7 +580,17 @@ async fn route<S: ObjectSigner>(
     if rest.starts_with("/v1/stores/")
         && let Some(log) = &state.relay
     {
-        return relay_route(&**log, &state.config, &prefixes, method, rest, uri, body).await;
+        return relay_route(
+            Arc::clone(log),
+            &state.config,
+            &prefixes,
+            method,
+            rest,
+            uri,
+            headers,
+            body,
+        )
+        .await;
     }
     let limit = state.config.body_limit;
     let expiry = state.config.expiry();

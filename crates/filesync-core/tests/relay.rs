@@ -614,3 +614,53 @@ async fn relay_restart_loses_nothing_acknowledged() {
         sync.shutdown().await;
     }
 }
+
+/// The server-sent-events stream: resumes after `Last-Event-ID` and delivers new events live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_stream_resumes_and_follows() {
+    let (_dir, log) = scratch_log().await;
+    let store = StoreId::parse("store-a").unwrap();
+    log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
+        .await
+        .unwrap();
+    let app = router_with_relay(
+        Arc::new(NoSigner),
+        config(),
+        Some(log.clone() as Arc<dyn EventLog>),
+    );
+    let req = Request::get("/api/v1/stores/store-a/stream")
+        .header("authorization", "Bearer store-a-token")
+        .header("last-event-id", "1")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let mut next_frame = async || {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    };
+    text.push_str(&next_frame().await);
+    assert!(
+        text.contains("id: 2") && text.contains(r#""seqNum":2"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("id: 1\n"),
+        "resumed after Last-Event-ID: {text}"
+    );
+    log.append(&store, vec![deleted("c", 3, "c")])
+        .await
+        .unwrap();
+    let live = next_frame().await;
+    assert!(
+        live.contains("id: 3") && live.contains(r#""name":"v1.FileDeleted""#),
+        "{live}"
+    );
+}
