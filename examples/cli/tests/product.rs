@@ -79,12 +79,18 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-#[test]
-fn two_cli_processes_sync_through_signer_relay_and_s3() {
+struct Servers {
+    tmp: tempfile::TempDir,
+    server: String,
+    _s3: Kill,
+    _signer: Kill,
+}
+
+fn start_servers() -> Servers {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("s3/bkt")).unwrap();
     let s3_port = free_port();
-    let _s3 = Kill(
+    let s3 = Kill(
         Command::new(tool("s3s-fs"))
             .args([
                 "--host",
@@ -104,7 +110,7 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
     );
     wait_for_port(s3_port);
     let port = free_port();
-    let _signer = Kill(
+    let signer = Kill(
         Command::new(tool("filesync-s3-signer"))
             .args([
                 "--listen",
@@ -137,7 +143,18 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
             .unwrap(),
     );
     wait_for_port(port);
-    let server = format!("http://127.0.0.1:{port}/api");
+    Servers {
+        server: format!("http://127.0.0.1:{port}/api"),
+        tmp,
+        _s3: s3,
+        _signer: signer,
+    }
+}
+
+#[test]
+fn two_cli_processes_sync_through_signer_relay_and_s3() {
+    let servers = start_servers();
+    let (tmp, server) = (&servers.tmp, servers.server.clone());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let file = tmp.path().join("photo.txt");
     std::fs::write(&file, b"bytes from client A").unwrap();
@@ -194,4 +211,70 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the token"));
+}
+
+/// A client process killed with SIGKILL at arbitrary points while pushing and uploading
+/// restarts and finishes: the relay ends with every event exactly once.
+#[test]
+fn sigkilled_client_neither_loses_nor_duplicates_events() {
+    let servers = start_servers();
+    let (tmp, server) = (&servers.tmp, servers.server.clone());
+    let a = tmp.path().join("a");
+    let mut files = Vec::new();
+    for n in 0..15 {
+        let f = tmp.path().join(format!("f{n}.txt"));
+        std::fs::write(&f, format!("file number {n}")).unwrap();
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let mut args = vec!["save"];
+    args.extend(files.iter().map(String::as_str));
+    cli(&a, &server, &args);
+    for delay_ms in [30u64, 80, 150, 250, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_filesync"))
+            .args([
+                "--dir",
+                a.to_str().unwrap(),
+                "--server",
+                &server,
+                "--token",
+                "product-test-token-123",
+                "--store",
+                "demo",
+                "watch",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    cli(&a, &server, &["sync"]);
+    let b = tmp.path().join("b");
+    cli(&b, &server, &["sync"]);
+    let listed = stdout(&cli(&b, &server, &["--json", "ls"]));
+    assert_eq!(listed.lines().count(), 15);
+    assert!(
+        listed.lines().all(|l| l.contains(r#""state":"local""#)),
+        "{listed}"
+    );
+    let relay = rusqlite::Connection::open(tmp.path().join("relay.sqlite")).unwrap();
+    let (count, distinct, max): (i64, i64, i64) = relay
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT name || args), MAX(seq) FROM relayEvents WHERE store = 'demo'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(count, max, "sequence numbers have no gaps");
+    assert_eq!(count, distinct, "no event is stored twice");
+    let created: i64 = relay
+        .query_row(
+            "SELECT COUNT(*) FROM relayEvents WHERE name = 'v1.FileCreated'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(created, 15);
 }
