@@ -12,7 +12,7 @@ use futures::StreamExt;
 use crate::fs::ByteStream;
 
 #[cfg(not(target_arch = "wasm32"))]
-mod signer;
+pub(crate) mod signer;
 use crate::rt::{MaybeSend, MaybeSync};
 use crate::types::{ContentHash, ObjectKey};
 use crate::{Error, Result};

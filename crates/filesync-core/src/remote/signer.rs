@@ -99,42 +99,46 @@ pub struct SignerClient {
     headers: HeaderMap,
 }
 
-fn network(what: &str, e: &reqwest::Error) -> Error {
+/// A transport failure (no HTTP status): always retryable.
+pub(crate) fn network(what: &str, e: &reqwest::Error) -> Error {
+    let why = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "network error"
+    };
     Error::Remote {
         status: e.status().map(|s| s.as_u16()),
         retryable: true,
-        message: format!(
-            "{what}: {}",
-            if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "connection failed"
-            } else {
-                "network error"
-            }
-        ),
+        message: format!("{what}: {why}"),
     }
 }
 
-fn status_error(what: &str, status: StatusCode, body: &str) -> Error {
-    let expired = status == StatusCode::FORBIDDEN
-        && (body.contains("expired") || body.contains("Request has expired"));
-    let retryable = expired
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS;
+/// A non-2xx answer, classified once for every HTTP client in the crate: 404 is
+/// [`Error::NotFound`]; 408, 429, 5xx and expired signed URLs (403 "expired") are retryable;
+/// other statuses are permanent. A JSON `{"error": "..."}` body is quoted.
+pub(crate) fn status_error(what: &str, status: StatusCode, body: &str) -> Error {
     if status == StatusCode::NOT_FOUND {
         return Error::NotFound {
             what: format!("{what}: 404"),
         };
     }
+    let expired = status == StatusCode::FORBIDDEN && body.contains("expired");
+    let retryable = expired
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS;
+    let detail = serde_json::from_str::<crate::contract::ErrorBody>(body)
+        .map(|b| format!(": {}", b.error))
+        .unwrap_or_default();
     Error::Remote {
         status: Some(status.as_u16()),
         retryable,
         message: if expired {
             format!("{what}: the signed URL expired")
         } else {
-            format!("{what} failed with status: {}", status.as_u16())
+            format!("{what} failed with status: {}{detail}", status.as_u16())
         },
     }
 }

@@ -79,35 +79,11 @@ impl HttpRelay {
 }
 
 fn net(what: &str, e: &reqwest::Error) -> Error {
-    Error::Remote {
-        status: None,
-        retryable: true,
-        message: format!(
-            "relay {what}: {}",
-            if e.is_timeout() {
-                "timed out"
-            } else {
-                "unreachable"
-            }
-        ),
-    }
+    crate::remote::signer::network(&format!("relay {what}"), e)
 }
 
 fn status_err(what: &str, status: StatusCode, body: &str) -> Error {
-    let retryable = status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS;
-    let detail = serde_json::from_str::<crate::contract::ErrorBody>(body)
-        .map(|b| b.error)
-        .unwrap_or_default();
-    Error::Remote {
-        status: Some(status.as_u16()),
-        retryable,
-        message: format!(
-            "relay {what} failed with status {}: {detail}",
-            status.as_u16()
-        ),
-    }
+    crate::remote::signer::status_error(&format!("relay {what}"), status, body)
 }
 
 #[async_trait]
