@@ -191,6 +191,7 @@ impl Ctx {
         for f in files.into_iter().filter(|f| all || !f.is_deleted()) {
             let display = self.sync.file_display_state(&f.id).await?;
             let state = match &display {
+                _ if f.is_deleted() => "deleted",
                 Some(d) if d.has_local_copy => "local",
                 Some(d) if d.is_downloading || d.is_download_queued => "downloading",
                 Some(d) if d.can_display => "remote",
@@ -210,9 +211,8 @@ impl Ctx {
                 ))?;
             } else {
                 let size = size.map_or_else(|| "-".to_owned(), |s| format!("{s} bytes"));
-                let deleted = if f.is_deleted() { "\tdeleted" } else { "" };
                 say(format_args!(
-                    "{}\t{}\t{size}\t{mime}\t{state}{deleted}",
+                    "{}\t{}\t{size}\t{mime}\t{state}",
                     f.id, f.content_hash
                 ))?;
             }
