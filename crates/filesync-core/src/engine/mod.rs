@@ -137,6 +137,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Run `fut` on its own task and wait for it: if the caller is cancelled (an aborted
+/// transfer), `fut` still finishes, so a state write never lands after the lock was released.
+async fn uncancellable<T, F>(fut: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>> + rt::MaybeSend + 'static,
+    T: rt::MaybeSend + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    drop(rt::spawn(async move {
+        let _ = tx.send(fut.await);
+    }));
+    rx.await.unwrap_or(Err(Error::Shutdown))
+}
+
 /// ENG-5: a `queued` or `inProgress` status is kept; anything else takes the new value.
 fn merge_status(old: TransferStatus, new: TransferStatus) -> TransferStatus {
     match old {
@@ -857,6 +871,18 @@ impl Engine {
                 .await?;
             drop(put.pin);
         }
+        // The bookkeeping runs to completion even if this transfer is aborted now (a cancel on
+        // delete): a row written after the lock was given up could resurrect a deleted file.
+        let engine = self.self_ref.upgrade().ok_or(Error::Shutdown)?;
+        uncancellable(engine.finish_download(id.clone(), hash)).await
+    }
+
+    async fn finish_download(
+        self: Arc<Self>,
+        id: FileId,
+        hash: crate::types::ContentHash,
+    ) -> Result<()> {
+        let id = &id;
         let _guard = self.lock_state().await;
         let now = self.store.file(id).await?;
         match now {
@@ -938,13 +964,18 @@ impl Engine {
                 })])
                 .await?;
         }
-        let _guard = self.lock_state().await;
-        if let Some(mut row) = self.store.local_state(id).await? {
-            row.upload_status = TransferStatus::Done;
-            row.last_sync_error.clear();
-            self.put_state(row).await?;
-        }
-        Ok(())
+        let engine = self.self_ref.upgrade().ok_or(Error::Shutdown)?;
+        let id = id.clone();
+        uncancellable(async move {
+            let _guard = engine.lock_state().await;
+            if let Some(mut row) = engine.store.local_state(&id).await? {
+                row.upload_status = TransferStatus::Done;
+                row.last_sync_error.clear();
+                engine.put_state(row).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     // ---- online / offline (NET-1..5) ---------------------------------------------------
