@@ -137,6 +137,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Keep `task` in `list`, dropping the handles of tasks that have finished.
+fn track(list: &Mutex<Vec<Task>>, task: Task) {
+    let mut tasks = lock(list);
+    tasks.retain(|t| !t.is_finished());
+    tasks.push(task);
+}
+
 /// Run `fut` on its own task and wait for it: if the caller is cancelled (an aborted
 /// transfer), `fut` still finishes, so a state write never lands after the lock was released.
 async fn uncancellable<T, F>(fut: F) -> Result<T>
@@ -261,24 +268,20 @@ impl Engine {
         }
     }
 
+    /// Spawn a task that `shutdown` stops.
     pub(crate) fn spawn_task(
         &self,
         fut: impl std::future::Future<Output = ()> + rt::MaybeSend + 'static,
     ) {
-        let task = rt::spawn(fut);
-        let mut tasks = lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
+        track(&self.tasks, rt::spawn(fut));
     }
 
+    /// Spawn a task that `step_down` (and `shutdown`) stops.
     fn spawn_leader_task(
         &self,
         fut: impl std::future::Future<Output = ()> + rt::MaybeSend + 'static,
     ) {
-        let task = rt::spawn(fut);
-        let mut tasks = lock(&self.leader_tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
+        track(&self.leader_tasks, rt::spawn(fut));
     }
 
     /// Run as the leader whenever `leadership` grants it (ENG-16), and step down when it is
