@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sigv4::http_request::{
-    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningInstructions,
+    SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use filesync_core::contract::UploadMethod;
@@ -194,24 +194,28 @@ impl S3Signer {
         s
     }
 
-    /// Presign `method` on `url` for `expires_in` from `now`, signing `headers` too.
-    /// Returns the URL with the signature in its query.
-    pub fn presign(
+    /// SigV4 instructions for `method url` with `headers`: a query signature valid for
+    /// `expires_in` (presigned URLs), or header signing when `expires_in` is `None`.
+    fn instructions(
         &self,
         method: &str,
         url: &str,
         headers: &BTreeMap<String, String>,
-        expires_in: Duration,
-        now: Timestamp,
-    ) -> Result<String> {
+        expires_in: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<SigningInstructions> {
         let identity = self.identity();
-        let settings = Self::settings(SignatureLocation::QueryParams, Some(expires_in));
+        let location = if expires_in.is_some() {
+            SignatureLocation::QueryParams
+        } else {
+            SignatureLocation::Headers
+        };
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.config.region)
             .name("s3")
-            .time(to_system_time(now))
-            .settings(settings)
+            .time(now)
+            .settings(Self::settings(location, expires_in))
             .build()
             .map_err(|e| Error::Signing(e.to_string()))?
             .into();
@@ -222,9 +226,24 @@ impl S3Signer {
             SignableBody::UnsignedPayload,
         )
         .map_err(|e| Error::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
+        Ok(sign(signable, &params)
             .map_err(|e| Error::Signing(e.to_string()))?
-            .into_parts();
+            .into_parts()
+            .0)
+    }
+
+    /// Presign `method` on `url` for `expires_in` from `now`, signing `headers` too.
+    /// Returns the URL with the signature in its query.
+    pub fn presign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<String> {
+        let instructions =
+            self.instructions(method, url, headers, Some(expires_in), to_system_time(now))?;
         let mut out = url::Url::parse(url).map_err(|e| Error::Signing(e.to_string()))?;
         {
             let mut q = out.query_pairs_mut();
@@ -235,59 +254,63 @@ impl S3Signer {
         Ok(out.to_string())
     }
 
+    /// A presigned request's answer: the URL (query signature) and what it reports.
+    fn presigned(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        headers: BTreeMap<String, String>,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> filesync_core::Result<SignedRequest> {
+        let url = self
+            .presign(method, &self.object_url(key), &headers, expires_in, now)
+            .map_err(core_err)?;
+        Ok(SignedRequest {
+            method: UploadMethod::Put,
+            url,
+            headers,
+            expires_at: expiry(now, expires_in),
+        })
+    }
+
     /// Send a header-signed request (delete, health) from the server.
     async fn send_signed(
         &self,
         method: reqwest::Method,
         url: &str,
-    ) -> reqwest::Result<reqwest::Response> {
-        let mut request = http::Request::builder()
-            .method(method.as_str())
-            .uri(url)
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .body(())
-            .map_err(|_| ())
-            .ok();
-        let identity = self.identity();
-        if let Some(req) = request.as_mut() {
-            let settings = Self::settings(SignatureLocation::Headers, None);
-            let signed = aws_sigv4::sign::v4::SigningParams::builder()
-                .identity(&identity)
-                .region(&self.config.region)
-                .name("s3")
-                .time(SystemTime::now())
-                .settings(settings)
-                .build()
-                .ok()
-                .map(Into::into)
-                .and_then(|params| {
-                    let headers: Vec<(String, String)> = req
-                        .headers()
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
-                        })
-                        .collect();
-                    let signable = SignableRequest::new(
-                        method.as_str(),
-                        url,
-                        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                        SignableBody::UnsignedPayload,
-                    )
-                    .ok()?;
-                    sign(signable, &params).ok().map(|o| o.into_parts().0)
-                });
-            if let Some(instructions) = signed {
-                instructions.apply_to_request_http1x(req);
-            }
+    ) -> filesync_core::Result<reqwest::Response> {
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "x-amz-content-sha256".to_owned(),
+            "UNSIGNED-PAYLOAD".to_owned(),
+        );
+        let instructions = self
+            .instructions(method.as_str(), url, &headers, None, SystemTime::now())
+            .map_err(core_err)?;
+        let mut request = self.http.request(method.clone(), url);
+        for (k, v) in headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(instructions.headers())
+        {
+            request = request.header(k, v);
         }
-        let mut builder = self.http.request(method, url);
-        if let Some(req) = request {
-            for (k, v) in req.headers() {
-                builder = builder.header(k, v);
-            }
-        }
-        builder.send().await
+        request
+            .send()
+            .await
+            .map_err(|e| filesync_core::Error::Remote {
+                status: None,
+                retryable: true,
+                message: format!(
+                    "{method}: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "network error"
+                    }
+                ),
+            })
     }
 }
 
@@ -309,21 +332,7 @@ impl ObjectSigner for S3Signer {
         if let Some(h) = &spec.content_hash {
             headers.insert("x-amz-checksum-sha256".to_owned(), base64(h.as_bytes()));
         }
-        let url = self
-            .presign(
-                "PUT",
-                &self.object_url(&spec.key),
-                &headers,
-                expires_in,
-                now,
-            )
-            .map_err(core_err)?;
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url,
-            headers,
-            expires_at: expiry(now, expires_in),
-        })
+        self.presigned("PUT", &spec.key, headers, expires_in, now)
     }
 
     async fn sign_download(
@@ -332,39 +341,13 @@ impl ObjectSigner for S3Signer {
         expires_in: Duration,
         now: Timestamp,
     ) -> filesync_core::Result<SignedRequest> {
-        let url = self
-            .presign(
-                "GET",
-                &self.object_url(key),
-                &BTreeMap::new(),
-                expires_in,
-                now,
-            )
-            .map_err(core_err)?;
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url,
-            headers: BTreeMap::new(),
-            expires_at: expiry(now, expires_in),
-        })
+        self.presigned("GET", key, BTreeMap::new(), expires_in, now)
     }
 
     async fn delete(&self, key: &ObjectKey) -> filesync_core::Result<()> {
         let resp = self
             .send_signed(reqwest::Method::DELETE, &self.object_url(key))
-            .await
-            .map_err(|e| filesync_core::Error::Remote {
-                status: None,
-                retryable: true,
-                message: format!(
-                    "delete: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "network error"
-                    }
-                ),
-            })?;
+            .await?;
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
