@@ -284,6 +284,22 @@ impl Engine {
         track(&self.leader_tasks, rt::spawn(fut));
     }
 
+    /// Run `tick` every `period` while this engine leads (and exists).
+    fn every<F, Fut>(self: &Arc<Self>, period: Duration, tick: F)
+    where
+        F: Fn(Arc<Engine>) -> Fut + rt::MaybeSend + 'static,
+        Fut: std::future::Future<Output = ()> + rt::MaybeSend + 'static,
+    {
+        let weak = Arc::downgrade(self);
+        self.spawn_leader_task(async move {
+            let mut ticks = rt::interval(period);
+            while ticks.next().await.is_some() {
+                let Some(engine) = weak.upgrade() else { return };
+                tick(engine).await;
+            }
+        });
+    }
+
     /// Run as the leader whenever `leadership` grants it (ENG-16), and step down when it is
     /// lost (ENG-17). Runs until shutdown.
     pub(crate) async fn lead(weak: Weak<Engine>, leadership: Arc<dyn crate::sync::Leadership>) {
@@ -1064,14 +1080,8 @@ impl Engine {
         }
         self.start_stream();
         if self.remote.is_some() {
-            let weak = Arc::downgrade(self);
-            let period = self.options.health_check_interval;
-            self.spawn_leader_task(async move {
-                let mut ticks = rt::interval(period);
-                while ticks.next().await.is_some() {
-                    let Some(engine) = weak.upgrade() else { return };
-                    engine.health_tick().await;
-                }
+            self.every(self.options.health_check_interval, |e| async move {
+                e.health_tick().await;
             });
         }
         if let Some(relay) = self.relay.clone() {
@@ -1081,14 +1091,8 @@ impl Engine {
             });
         }
         if !self.options.heartbeat_interval.is_zero() {
-            let weak = Arc::downgrade(self);
-            let period = self.options.heartbeat_interval;
-            self.spawn_leader_task(async move {
-                let mut ticks = rt::interval(period);
-                while ticks.next().await.is_some() {
-                    let Some(engine) = weak.upgrade() else { return };
-                    engine.heartbeat_tick().await;
-                }
+            self.every(self.options.heartbeat_interval, |e| async move {
+                e.heartbeat_tick().await;
             });
         }
         Ok(())
