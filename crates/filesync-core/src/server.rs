@@ -129,6 +129,92 @@ pub struct TokenGrant {
     pub prefixes: Vec<String>,
 }
 
+impl TokenGrant {
+    /// Parse the operator syntax `TOKEN` or `TOKEN:prefix1,prefix2` (used by the servers'
+    /// `--token` flags). Tokens shorter than 16 characters are refused.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let (token, prefixes) = match spec.split_once(':') {
+            Some((token, p)) => (
+                token.trim(),
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => (spec.trim(), Vec::new()),
+        };
+        if token.chars().count() < 16 {
+            return Err(Error::invalid("token", "must be at least 16 characters"));
+        }
+        Ok(Self {
+            token: Secret::new(token),
+            prefixes,
+        })
+    }
+
+    /// [`TokenGrant::parse`] for every non-blank entry.
+    pub fn parse_all<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Self>> {
+        specs
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| !s.trim().is_empty())
+            .map(Self::parse)
+            .collect()
+    }
+}
+
+/// The configured tokens, hashed once; checks compare every token in constant time.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    hashes: Vec<([u8; 32], Vec<String>)>,
+}
+
+impl Tokens {
+    /// Hash `grants` for checking.
+    pub fn new(grants: &[TokenGrant]) -> Self {
+        Self {
+            hashes: grants
+                .iter()
+                .map(|g| {
+                    (
+                        sha2::Sha256::digest(g.token.expose().as_bytes()).into(),
+                        g.prefixes.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether no token is configured (open access on the contract routes).
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The prefixes granted to the request's token (`Authorization: Bearer <t>` or
+    /// `X-Worker-Auth: <t>`), or `None`. With no tokens configured every request is granted
+    /// every key. Every configured token is compared, in constant time, whatever matches
+    /// first (WEAK-2).
+    pub fn authorize(&self, headers: &HeaderMap) -> Option<Vec<String>> {
+        if self.hashes.is_empty() {
+            return Some(Vec::new());
+        }
+        let given: [u8; 32] = sha2::Sha256::digest(token_from(headers)?.as_bytes()).into();
+        let mut granted: Option<Vec<String>> = None;
+        for (hash, prefixes) in &self.hashes {
+            if bool::from(hash.ct_eq(&given)) && granted.is_none() {
+                granted = Some(prefixes.clone());
+            }
+        }
+        granted
+    }
+}
+
+/// Whether `key` is under one of `prefixes` (none: any key).
+pub fn key_allowed(key: &ObjectKey, prefixes: &[String]) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| key.has_prefix(p))
+}
+
 /// How the router behaves. Defaults are safe and match the original where it is safe.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -146,6 +232,11 @@ pub struct RouterConfig {
     pub body_limit: usize,
     /// Largest accepted push body on the relay routes (default 4 MiB).
     pub relay_body_limit: usize,
+    /// `Access-Control-Allow-Methods` (default `GET, POST, DELETE, OPTIONS`, as S3-11; the
+    /// byte proxy adds `PUT`, as R2-12).
+    pub cors_methods: String,
+    /// `Cross-Origin-Resource-Policy` on every response, if set (R2-12: `cross-origin`).
+    pub cross_origin_resource_policy: Option<String>,
 }
 
 impl Default for RouterConfig {
@@ -158,6 +249,8 @@ impl Default for RouterConfig {
             extra_allowed_headers: Vec::new(),
             body_limit: 16 * 1024,
             relay_body_limit: 4 * 1024 * 1024,
+            cors_methods: "GET, POST, DELETE, OPTIONS".into(),
+            cross_origin_resource_policy: None,
         }
     }
 }
@@ -243,7 +336,7 @@ struct AppState<S> {
     relay: Option<Arc<dyn EventLog>>,
     config: RouterConfig,
     base: String,
-    token_hashes: Vec<([u8; 32], Vec<String>)>,
+    tokens: Tokens,
 }
 
 /// The router for `signer` under `config.base_path`. Serve it with `axum::serve`.
@@ -260,22 +353,13 @@ pub fn router_with_relay<S: ObjectSigner>(
     relay: Option<Arc<dyn EventLog>>,
 ) -> Router {
     let base = config.base_path.trim_end_matches('/').to_owned();
-    let token_hashes = config
-        .tokens
-        .iter()
-        .map(|g| {
-            (
-                sha2::Sha256::digest(g.token.expose().as_bytes()).into(),
-                g.prefixes.clone(),
-            )
-        })
-        .collect();
+    let tokens = Tokens::new(&config.tokens);
     let state = Arc::new(AppState {
         signer,
         relay,
         config,
         base,
-        token_hashes,
+        tokens,
     });
     Router::new()
         .fallback(dispatch::<S>)
@@ -315,23 +399,9 @@ fn token_from(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The prefixes the request's token grants, or `None` (401). Every configured token is
-/// compared, in constant time, whatever matches first (WEAK-2).
-fn authorize<S>(state: &AppState<S>, headers: &HeaderMap) -> Option<Vec<String>> {
-    if state.token_hashes.is_empty() {
-        return Some(Vec::new());
-    }
-    let given: [u8; 32] = sha2::Sha256::digest(token_from(headers)?.as_bytes()).into();
-    let mut granted: Option<Vec<String>> = None;
-    for (hash, prefixes) in &state.token_hashes {
-        if bool::from(hash.ct_eq(&given)) && granted.is_none() {
-            granted = Some(prefixes.clone());
-        }
-    }
-    granted
-}
-
-fn cors(config: &RouterConfig, request: &HeaderMap, response: &mut Response) {
+/// Add the CORS headers `config` asks for to `response` (and `Cross-Origin-Resource-Policy`
+/// if configured): one place for every route of both servers.
+pub fn apply_cors(config: &RouterConfig, request: &HeaderMap, response: &mut Response) {
     let h = response.headers_mut();
     if config.allowed_origins.is_empty() {
         h.insert(
@@ -351,10 +421,16 @@ fn cors(config: &RouterConfig, request: &HeaderMap, response: &mut Response) {
             );
         }
     }
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&config.cors_methods) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+    }
+    if let Some(v) = config
+        .cross_origin_resource_policy
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        h.insert("cross-origin-resource-policy", v);
+    }
     let mut allow = String::from("Content-Type, Authorization, X-Worker-Auth");
     for extra in &config.extra_allowed_headers {
         allow.push_str(", ");
@@ -383,7 +459,7 @@ async fn dispatch<S: ObjectSigner>(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    cors(&state.config, &headers, &mut response);
+    apply_cors(&state.config, &headers, &mut response);
     response
 }
 
@@ -399,7 +475,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 
 fn allowed_key(raw: &str, prefixes: &[String]) -> Result<ObjectKey, ApiError> {
     let key = parse_request_key(raw).map_err(|_| ApiError::InvalidKey)?;
-    if !prefixes.is_empty() && !prefixes.iter().any(|p| key.has_prefix(p)) {
+    if !key_allowed(&key, prefixes) {
         return Err(ApiError::Forbidden);
     }
     Ok(key)
@@ -576,7 +652,10 @@ async fn route<S: ObjectSigner>(
         };
         return Ok(json(status, &body));
     }
-    let prefixes = authorize(state, headers).ok_or(ApiError::Unauthorized)?;
+    let prefixes = state
+        .tokens
+        .authorize(headers)
+        .ok_or(ApiError::Unauthorized)?;
     if rest.starts_with("/v1/stores/")
         && let Some(log) = &state.relay
     {
@@ -614,7 +693,7 @@ async fn route<S: ObjectSigner>(
                 .signer
                 .sign_upload(&spec, expiry, Timestamp::now())
                 .await
-                .map_err(|e| ApiError::Internal("Signing failed", e))?;
+                .map_err(signing_error)?;
             Ok(json(
                 StatusCode::OK,
                 &SignUploadResponse {
@@ -632,7 +711,7 @@ async fn route<S: ObjectSigner>(
                 .signer
                 .sign_download(&key, expiry, Timestamp::now())
                 .await
-                .map_err(|e| ApiError::Internal("Signing failed", e))?;
+                .map_err(signing_error)?;
             Ok(json(
                 StatusCode::OK,
                 &SignDownloadResponse {
@@ -654,6 +733,38 @@ async fn route<S: ObjectSigner>(
         }
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// A signer's refusal of what the request declares (e.g. a size over the limit) is the
+/// client's error; anything else is the server's.
+fn signing_error(e: Error) -> ApiError {
+    match e {
+        Error::InvalidInput { what, reason } => {
+            ApiError::BadRequest(format!("invalid {what}: {reason}"))
+        }
+        e => ApiError::Internal("Signing failed", e),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM: the servers' graceful-shutdown trigger.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Serve `app` on `listener` until `shutdown` completes; in-flight requests finish first.

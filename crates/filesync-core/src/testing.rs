@@ -1,8 +1,11 @@
 //! Conformance suites (feature `testing`): one `pub async fn` per contract rule, run against
 //! every implementation through [`fs_conformance!`](crate::fs_conformance) and
 //! [`store_conformance!`](crate::store_conformance), and fault-injecting wrappers
-//! ([`remote::FaultyRemote`], [`fs::FaultyFs`]).
+//! ([`remote::FaultyRemote`], [`fs::FaultyFs`]). With feature `server`, `signer` holds the
+//! `ObjectSigner` suite, run through `signer_conformance!`.
 
 pub mod fs;
 pub mod remote;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+pub mod signer;
 pub mod store;

@@ -430,3 +430,31 @@ async fn two_engines_sync_through_real_s3() {
         sync.shutdown().await;
     }
 }
+
+/// The shared `ObjectSigner` conformance suite, against s3s-fs.
+mod conformance {
+    use super::*;
+
+    struct Fixture {
+        _s3: S3Server,
+        signer: S3Signer,
+    }
+
+    impl Fixture {
+        fn signer(&self) -> &S3Signer {
+            &self.signer
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        let s3 = start_s3().await;
+        let signer = signer(&s3, "bkt");
+        Fixture { _s3: s3, signer }
+    }
+
+    filesync_core::signer_conformance!(
+        #[tokio::test]
+        fixture().await,
+        "conformance"
+    );
+}

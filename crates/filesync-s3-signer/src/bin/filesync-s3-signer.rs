@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use filesync_core::server::{
     EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant, router_with_relay, serve,
+    shutdown_signal,
 };
 use filesync_s3_signer::{S3Config, S3Signer};
 
@@ -72,55 +73,6 @@ struct Args {
     allowed_origins: Vec<String>,
 }
 
-fn grants(tokens: &[String]) -> Result<Vec<TokenGrant>, String> {
-    tokens
-        .iter()
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| {
-            let (token, prefixes) = match t.split_once(':') {
-                Some((tok, p)) => (
-                    tok,
-                    p.split(',')
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                ),
-                None => (t.as_str(), Vec::new()),
-            };
-            if token.trim().len() < 16 {
-                return Err(
-                    "--token (FILESYNC_TOKENS): tokens must be at least 16 characters".to_owned(),
-                );
-            }
-            Ok(TokenGrant {
-                token: Secret::new(token.trim()),
-                prefixes,
-            })
-        })
-        .collect()
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -159,7 +111,8 @@ async fn run(args: Args) -> Result<(), String> {
         force_path_style: args.s3_force_path_style,
     })
     .map_err(|e| e.to_string())?;
-    let tokens = grants(&args.tokens)?;
+    let tokens = TokenGrant::parse_all(&args.tokens)
+        .map_err(|e| format!("--token (FILESYNC_TOKENS): {e}"))?;
     if tokens.is_empty() && !args.allow_anonymous {
         return Err(
             "no --token (FILESYNC_TOKENS) given; pass --allow-anonymous to let anyone sign".into(),
