@@ -1,6 +1,235 @@
-//! `filesync-r2` will provide `R2Proxy`, a server that proxies file bytes to a bucket through
-//! HMAC-signed, expiring URLs (local disk by default, Cloudflare R2 or any S3 in production),
-//! plus the signer contract routes and the event relay.
+//! `filesync-r2`: a small, dependable byte-proxy server for filesync. Clients ask the contract
+//! routes (`/api/v1/sign/upload`, ...) for a URL, and the URL points back at this server's file
+//! routes (`/livestore-filesync-files/<key>`), which stream the bytes to and from a bucket:
+//! a local directory by default, Cloudflare R2 or any S3-compatible store in production
+//! (both through [`object_store`]). The same server can serve the event relay, so one process
+//! with one data directory is a complete deployment.
 //!
-//! **Status: not implemented yet.** This crate has no public API and no binary; it exists so the
-//! workspace has its final shape. See the r2 issue and `ARCHITECTURE.md`.
+//! The URLs are the original `@livestore-filesync/r2` format: HMAC-SHA256 over
+//! `"<METHOD>\n<key>\n<exp>"`, valid for 900 s by default ([`signature`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use filesync_core::server::{RouterConfig, Secret, serve, shutdown_signal};
+//! use filesync_r2::{Bucket, R2Config, R2Proxy, router};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bucket = Bucket::local(std::path::Path::new("/var/lib/filesync"))?;
+//! let proxy = R2Proxy::new(
+//!     bucket,
+//!     R2Config::new("https://files.example.com".parse()?, Secret::new("a long random secret")),
+//! );
+//! let app = router(Arc::new(proxy), RouterConfig::default(), None);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+//! serve(listener, app, shutdown_signal()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use futures::StreamExt;
+
+use filesync_core::Error;
+use filesync_core::contract::UploadMethod;
+use filesync_core::server::{
+    EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
+    router_with_relay,
+};
+use filesync_core::types::{ObjectKey, Timestamp};
+
+mod bucket;
+mod files;
+pub mod signature;
+
+pub use bucket::{Bucket, BucketError, S3Bucket};
+
+/// The original's file route prefix (R2-1).
+pub const DEFAULT_FILES_BASE_PATH: &str = "/livestore-filesync-files";
+/// The largest object accepted by default: 5 GiB.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How the proxy signs and where its URLs point.
+#[derive(Debug, Clone)]
+pub struct R2Config {
+    /// The server's public origin (and path prefix, if a reverse proxy adds one), as clients
+    /// reach it, e.g. `https://files.example.com`. Signed URLs start with it.
+    pub public_url: url::Url,
+    /// Where the file routes live (default [`DEFAULT_FILES_BASE_PATH`]).
+    pub files_base_path: String,
+    /// The HMAC key for file URLs. Share it between instances (and with the TypeScript
+    /// server, whose URLs then verify here).
+    pub signing_secret: Secret,
+    /// Largest accepted object, checked when signing and while streaming the upload.
+    pub max_object_size: u64,
+}
+
+impl R2Config {
+    /// Defaults for everything but the public URL and the secret.
+    pub fn new(public_url: url::Url, signing_secret: Secret) -> Self {
+        Self {
+            public_url,
+            files_base_path: DEFAULT_FILES_BASE_PATH.into(),
+            signing_secret,
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+        }
+    }
+}
+
+/// An [`ObjectSigner`] whose URLs point back at this server's file routes.
+#[derive(Debug)]
+pub struct R2Proxy {
+    bucket: Bucket,
+    config: R2Config,
+}
+
+impl R2Proxy {
+    /// A proxy for `bucket`.
+    pub fn new(bucket: Bucket, config: R2Config) -> Self {
+        Self { bucket, config }
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &R2Config {
+        &self.config
+    }
+
+    fn sign(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> (String, Timestamp) {
+        // R2-4: exp = floor(now_s) + ttl; `expiresAt` is exactly exp.
+        let exp = now.as_millis().div_euclid(1000) + expires_in.as_secs() as i64;
+        let url = signature::signed_url(
+            self.config.public_url.as_str(),
+            &self.config.files_base_path,
+            &self.config.signing_secret,
+            method,
+            key,
+            exp,
+        );
+        let expires_at = Timestamp::from_millis(exp * 1000).unwrap_or(now);
+        (url, expires_at)
+    }
+}
+
+#[async_trait]
+impl ObjectSigner for R2Proxy {
+    async fn sign_upload(
+        &self,
+        spec: &UploadSpec,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> filesync_core::Result<SignedRequest> {
+        if spec
+            .content_length
+            .is_some_and(|n| n > self.config.max_object_size)
+        {
+            return Err(Error::InvalidInput {
+                what: "contentLength",
+                reason: format!(
+                    "{} bytes is over this server's limit of {} bytes",
+                    spec.content_length.unwrap_or_default(),
+                    self.config.max_object_size
+                ),
+            });
+        }
+        let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now);
+        // Headers the client sends with the bytes; the file route checks the checksum and
+        // stores the type. (The URL format cannot bind them: it is the original's.)
+        let mut headers = std::collections::BTreeMap::new();
+        if let Some(t) = &spec.content_type {
+            headers.insert("content-type".to_owned(), t.clone());
+        }
+        if let Some(h) = &spec.content_hash {
+            use base64::Engine;
+            headers.insert(
+                "x-amz-checksum-sha256".to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(h.as_bytes()),
+            );
+        }
+        Ok(SignedRequest {
+            method: UploadMethod::Put,
+            url,
+            headers,
+            expires_at,
+        })
+    }
+
+    async fn sign_download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> filesync_core::Result<SignedRequest> {
+        let (url, expires_at) = self.sign("GET", key, expires_in, now);
+        Ok(SignedRequest {
+            method: UploadMethod::Put,
+            url,
+            headers: Default::default(),
+            expires_at,
+        })
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> filesync_core::Result<()> {
+        self.bucket.delete(key).await.map_err(|e| Error::Remote {
+            status: None,
+            retryable: true,
+            message: format!("delete failed: {e}"),
+        })
+    }
+
+    async fn health(&self) -> HealthReport {
+        // R2-3: list one object.
+        let ok = !matches!(self.bucket.store().list(None).next().await, Some(Err(_)));
+        let mut details = serde_json::Map::new();
+        details.insert("bucket".into(), ok.into());
+        details.insert("timestamp".into(), Timestamp::now().to_iso8601().into());
+        HealthReport { ok, details }
+    }
+}
+
+/// The whole server: the contract routes (and the relay, if `relay` is given) under
+/// `config.base_path`, plus the file routes. CORS as R2-12 (`PUT` allowed,
+/// `Cross-Origin-Resource-Policy: cross-origin`).
+pub fn router(
+    proxy: Arc<R2Proxy>,
+    mut config: RouterConfig,
+    relay: Option<Arc<dyn EventLog>>,
+) -> Router {
+    config.cors_methods = "GET, POST, PUT, DELETE, OPTIONS".into();
+    config.cross_origin_resource_policy = Some("cross-origin".into());
+    let files_path = format!(
+        "{}/{{*key}}",
+        proxy.config.files_base_path.trim_end_matches('/')
+    );
+    let state = Arc::new(files::FilesState {
+        tokens: Tokens::new(&config.tokens),
+        proxy: Arc::clone(&proxy),
+        config: config.clone(),
+    });
+    let files = Router::new()
+        .route(&files_path, axum::routing::any(files::handle))
+        .with_state(state)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<Body>| {
+                    // The path only: the query of a signed URL is a credential.
+                    tracing::info_span!("file", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        );
+    files.merge(router_with_relay(proxy, config, relay))
+}

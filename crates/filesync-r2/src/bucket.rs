@@ -1,0 +1,188 @@
+//! The bucket behind the proxy: any [`object_store::ObjectStore`], with the content type kept
+//! beside each object. S3 and R2 keep it as the object's `Content-Type`; object_store's
+//! `LocalFileSystem` cannot store attributes, so a local bucket keeps it in a small sidecar
+//! store (`<data-dir>/meta/<key>`) next to the objects (`<data-dir>/objects/<key>`).
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutPayload};
+
+use filesync_core::server::Secret;
+use filesync_core::types::ObjectKey;
+
+/// How to reach an S3-compatible bucket (Cloudflare R2, AWS S3, MinIO, ...): the same
+/// settings and environment variables as `filesync-s3-signer` (S3-2).
+#[derive(Debug, Clone)]
+pub struct S3Bucket {
+    /// `S3_ENDPOINT`, e.g. `https://<account>.r2.cloudflarestorage.com`.
+    pub endpoint: String,
+    /// `S3_REGION` (`auto` for R2).
+    pub region: String,
+    /// `S3_BUCKET`.
+    pub bucket: String,
+    /// `S3_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Secret,
+    /// `S3_SESSION_TOKEN`, for temporary credentials.
+    pub session_token: Option<Secret>,
+    /// `S3_FORCE_PATH_STYLE`: `<endpoint>/<bucket>/<key>` instead of `<bucket>.<host>/<key>`.
+    pub force_path_style: bool,
+}
+
+/// Where content types live.
+#[derive(Debug, Clone)]
+enum TypeStore {
+    /// The object's own `Content-Type` attribute.
+    Attributes,
+    /// A sidecar store holding each object's type as its body.
+    Sidecar(Arc<dyn ObjectStore>),
+}
+
+/// An object store plus where its content types live.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    types: TypeStore,
+    description: String,
+}
+
+/// A bucket that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("bucket: {0}")]
+pub struct BucketError(String);
+
+impl Bucket {
+    /// A bucket on local disk under `dir` (created if missing): objects in `dir/objects`,
+    /// content types in `dir/meta`. Writes are atomic (a staging file, then a rename).
+    pub fn local(dir: &FsPath) -> Result<Self, BucketError> {
+        let objects = dir.join("objects");
+        let meta = dir.join("meta");
+        for d in [&objects, &meta] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| BucketError(format!("cannot create {}: {e}", d.display())))?;
+        }
+        let open = |d: &FsPath| {
+            LocalFileSystem::new_with_prefix(d)
+                .map(|fs| {
+                    Arc::new(fs.with_automatic_cleanup(true).with_fsync(true))
+                        as Arc<dyn ObjectStore>
+                })
+                .map_err(|e| BucketError(format!("cannot open {}: {e}", d.display())))
+        };
+        Ok(Self {
+            store: open(&objects)?,
+            types: TypeStore::Sidecar(open(&meta)?),
+            description: format!("local directory {}", objects.display()),
+        })
+    }
+
+    /// A bucket on S3-compatible storage.
+    pub fn s3(config: &S3Bucket) -> Result<Self, BucketError> {
+        let mut b = AmazonS3Builder::new()
+            .with_endpoint(config.endpoint.trim_end_matches('/'))
+            .with_region(&config.region)
+            .with_bucket_name(&config.bucket)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(config.secret_access_key.expose())
+            .with_virtual_hosted_style_request(!config.force_path_style)
+            .with_allow_http(config.endpoint.starts_with("http://"));
+        if let Some(t) = &config.session_token {
+            b = b.with_token(t.expose());
+        }
+        let store = b.build().map_err(|e| BucketError(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            types: TypeStore::Attributes,
+            description: format!("S3 bucket {} at {}", config.bucket, config.endpoint),
+        })
+    }
+
+    /// Any object store that keeps `Content-Type` attributes itself.
+    pub fn with_attributes(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
+        Self {
+            store,
+            types: TypeStore::Attributes,
+            description: description.into(),
+        }
+    }
+
+    /// What the bucket is, for logs.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The store path of `key`: its segments, each made a valid path part.
+    pub fn path(key: &ObjectKey) -> Path {
+        Path::from_iter(key.as_str().split('/'))
+    }
+
+    /// The attributes to store with an object of `content_type`.
+    pub(crate) fn attributes(&self, content_type: &str) -> Attributes {
+        let mut a = Attributes::new();
+        if matches!(self.types, TypeStore::Attributes) {
+            a.insert(Attribute::ContentType, content_type.to_owned().into());
+        }
+        a
+    }
+
+    /// Record `content_type` for `key` where attributes are not supported (before the object
+    /// itself is completed, so a completed object always has its type).
+    pub(crate) async fn save_type(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> object_store::Result<()> {
+        if let TypeStore::Sidecar(meta) = &self.types {
+            meta.put(
+                &Self::path(key),
+                PutPayload::from(Bytes::from(content_type.to_owned())),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The content type stored for `key`, from its attributes or its sidecar.
+    pub(crate) async fn content_type(&self, key: &ObjectKey, attributes: &Attributes) -> String {
+        if let Some(t) = attributes.get(&Attribute::ContentType) {
+            return t.to_string();
+        }
+        if let TypeStore::Sidecar(meta) = &self.types
+            && let Ok(r) = meta.get(&Self::path(key)).await
+            && let Ok(b) = r.bytes().await
+            && let Ok(t) = std::str::from_utf8(&b)
+            && !t.is_empty()
+        {
+            return t.to_owned();
+        }
+        "application/octet-stream".to_owned()
+    }
+
+    /// Delete `key` and its sidecar; a missing object is fine (R2-5).
+    pub(crate) async fn delete(&self, key: &ObjectKey) -> object_store::Result<()> {
+        let path = Self::path(key);
+        ignore_missing(self.store.delete(&path).await)?;
+        if let TypeStore::Sidecar(meta) = &self.types {
+            ignore_missing(meta.delete(&path).await)?;
+        }
+        Ok(())
+    }
+}
+
+fn ignore_missing(r: object_store::Result<()>) -> object_store::Result<()> {
+    match r {
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        r => r,
+    }
+}

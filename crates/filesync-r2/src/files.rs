@@ -1,0 +1,462 @@
+//! The file routes: `PUT`, `GET`, `HEAD`, `DELETE` and `OPTIONS` on
+//! `{filesBasePath}/<key>` (R2-6..9), streaming both ways.
+//!
+//! Authorisation (R2-8): a valid signature for the method (`GET` covers `HEAD`), else a
+//! configured token (header) whose prefixes allow the key. A signature that is present but
+//! wrong, expired or for another method is 403; no credentials at all is 401. Nothing is read
+//! or written before that.
+//!
+//! Fixed here: uploads stream into the bucket with bounded memory (WEAK-15), up to a size limit,
+//! are checked against `Content-Length` and a declared `x-amz-checksum-sha256` and leave nothing
+//! behind when they fail or are cut off (WEAK-4); downloads answer single `Range`s, `HEAD`,
+//! `If-None-Match` (304) and carry a quoted `ETag` (WEAK-18).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use filesync_core::contract::ErrorBody;
+use filesync_core::server::{RouterConfig, Tokens, apply_cors, key_allowed};
+use filesync_core::types::{ObjectKey, Timestamp};
+
+use crate::signature::{self, Refusal};
+use crate::{Bucket, R2Proxy};
+
+/// `Cache-Control` on every file (R2-9): keys are content addresses, so bytes never change.
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// How much an upload buffers before it becomes a multipart upload, and each part's size.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts in flight at once during an upload.
+const PART_CONCURRENCY: usize = 2;
+/// Read size when streaming a local file.
+const READ_CHUNK: usize = 256 * 1024;
+
+pub(crate) struct FilesState {
+    pub(crate) proxy: Arc<R2Proxy>,
+    pub(crate) config: RouterConfig,
+    pub(crate) tokens: Tokens,
+}
+
+/// A refusal: a status and its message (small, unlike a `Response`).
+type Reject = (StatusCode, &'static str);
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::to_vec(&ErrorBody {
+        error: message.to_owned(),
+    })
+    .unwrap_or_default();
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub(crate) async fn handle(
+    State(state): State<Arc<FilesState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut response = route(&state, &method, &uri, &headers, body).await;
+    apply_cors(&state.config, &headers, &mut response);
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Content-Length, Content-Range, Accept-Ranges"),
+    );
+    response
+}
+
+async fn route(
+    state: &FilesState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    if method == Method::OPTIONS {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let base = state.proxy.config.files_base_path.trim_end_matches('/');
+    let rest = uri.path().strip_prefix(base).unwrap_or_default();
+    let key = match signature::decode_key(rest) {
+        None => return error(StatusCode::NOT_FOUND, "Not found"),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid key"),
+        Some(Ok(key)) => key,
+    };
+    let signed_method = match *method {
+        Method::PUT => "PUT",
+        Method::GET | Method::HEAD => "GET",
+        Method::DELETE => "DELETE",
+        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+    };
+    if let Err((status, message)) = authorize(state, signed_method, &key, uri, headers) {
+        return error(status, message);
+    }
+    let bucket = &state.proxy.bucket;
+    match *method {
+        Method::PUT => put(state, &key, headers, body).await,
+        Method::DELETE => match bucket.delete(&key).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => internal("delete failed", &e),
+        },
+        _ => get(bucket, &key, headers, *method == Method::HEAD).await,
+    }
+}
+
+fn authorize(
+    state: &FilesState,
+    method: &str,
+    key: &ObjectKey,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), Reject> {
+    let (mut exp, mut sig) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        match &*k {
+            "exp" => exp = Some(v.into_owned()),
+            "sig" => sig = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let now_s = Timestamp::now().as_millis().div_euclid(1000);
+    let refusal = match signature::verify(
+        &state.proxy.config.signing_secret,
+        method,
+        key,
+        exp.as_deref(),
+        sig.as_deref(),
+        now_s,
+    ) {
+        Ok(()) => return Ok(()),
+        Err(r) => r,
+    };
+    // R2-8.2: a token in the headers (only when tokens are configured: no tokens does not
+    // open the file routes; every file URL is signed).
+    if !state.tokens.is_empty()
+        && let Some(prefixes) = state.tokens.authorize(headers)
+    {
+        return if key_allowed(key, &prefixes) {
+            Ok(())
+        } else {
+            Err((StatusCode::FORBIDDEN, "Forbidden"))
+        };
+    }
+    Err(match refusal {
+        Refusal::Missing => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Refusal::Expired => (StatusCode::FORBIDDEN, "URL expired"),
+        Refusal::BadSignature => (StatusCode::FORBIDDEN, "Invalid signature"),
+    })
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "Storage error")
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Body) -> Response {
+    let limit = state.proxy.config.max_object_size;
+    let declared_len = match header_str(headers, header::CONTENT_LENGTH).map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) if n > limit => return error(StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid Content-Length"),
+    };
+    let declared_sum: Option<[u8; 32]> = match header_str(headers, "x-amz-checksum-sha256") {
+        None => None,
+        Some(b64) => match base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        {
+            Some(sum) => Some(sum),
+            None => return error(StatusCode::BAD_REQUEST, "Invalid x-amz-checksum-sha256"),
+        },
+    };
+    let content_type = header_str(headers, header::CONTENT_TYPE)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let bucket = &state.proxy.bucket;
+    let mut writer =
+        BufWriter::with_capacity(Arc::clone(bucket.store()), Bucket::path(key), PART_SIZE)
+            .with_max_concurrency(PART_CONCURRENCY)
+            .with_attributes(bucket.attributes(&content_type));
+    // Dropping the writer (a cut connection drops this future) abandons the upload: a local
+    // staging file is removed, an S3 multipart upload is never completed.
+    let outcome = stream_into(&mut writer, body, limit).await;
+    let (len, sum) = match outcome {
+        Ok(v) => v,
+        Err((status, message)) => {
+            let _ = writer.abort().await;
+            return error(status, message);
+        }
+    };
+    let refusal = if declared_len.is_some_and(|n| n != len) {
+        Some("Content-Length does not match the body")
+    } else if declared_sum.is_some_and(|s| s != sum) {
+        Some("BadDigest: x-amz-checksum-sha256 does not match the body")
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        let _ = writer.abort().await;
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    if let Err(e) = bucket.save_type(key, &content_type).await {
+        let _ = writer.abort().await;
+        return internal("saving the content type failed", &e);
+    }
+    if let Err(e) = writer.shutdown().await {
+        return internal("completing the upload failed", &e);
+    }
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(meta) = bucket.store().head(&Bucket::path(key)).await
+        && let Some(etag) = quoted_etag(meta.e_tag.as_deref())
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Stream `body` into `writer`, hashing as it goes: the length and SHA-256 of what arrived.
+async fn stream_into(
+    writer: &mut BufWriter,
+    body: Body,
+    limit: u64,
+) -> Result<(u64, [u8; 32]), Reject> {
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut len: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk: Bytes = chunk.map_err(|e| {
+            tracing::info!(error = %e, "upload body ended early");
+            (StatusCode::BAD_REQUEST, "The upload body was cut off")
+        })?;
+        len += chunk.len() as u64;
+        if len > limit {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "Too large"));
+        }
+        hasher.update(&chunk);
+        writer.put(chunk).await.map_err(|e| {
+            tracing::error!(error = %e, "writing the upload failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Storage error")
+        })?;
+    }
+    Ok((len, hasher.finalize().into()))
+}
+
+/// `"etag"`: object_store's etags are unquoted (WEAK-18).
+fn quoted_etag(etag: Option<&str>) -> Option<HeaderValue> {
+    let etag = etag?.trim_matches('"');
+    HeaderValue::from_str(&format!("\"{etag}\"")).ok()
+}
+
+/// Whether an `If-None-Match` value matches `etag` (weak comparison, `*` matches anything).
+fn none_match(header: &str, etag: &HeaderValue) -> bool {
+    let etag = etag.to_str().unwrap_or_default();
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+/// A single `bytes=` range resolved against `size`: `Ok(None)` for none (or one we ignore:
+/// several ranges, other units), `Err(())` when unsatisfiable.
+fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let n: u64 = end.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let s: u64 = start.parse().map_err(|_| ())?;
+        let e: u64 = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            end.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        if s >= size || e < s {
+            return Err(());
+        }
+        (s, e)
+    };
+    Ok(Some(range))
+}
+
+async fn get(bucket: &Bucket, key: &ObjectKey, headers: &HeaderMap, head_only: bool) -> Response {
+    let path = Bucket::path(key);
+    let head = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    let info = match bucket.store().get_opts(&path, head).await {
+        Ok(info) => info,
+        Err(object_store::Error::NotFound { .. }) => {
+            return error(StatusCode::NOT_FOUND, "File not found");
+        }
+        Err(e) => return internal("reading the object failed", &e),
+    };
+    let size = info.meta.size;
+    let etag = quoted_etag(info.meta.e_tag.as_deref());
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(etag) = &etag {
+        response_headers.insert(header::ETAG, etag.clone());
+        if let Some(inm) = header_str(headers, header::IF_NONE_MATCH)
+            && none_match(inm, etag)
+        {
+            return (StatusCode::NOT_MODIFIED, response_headers).into_response();
+        }
+    }
+    let content_type = bucket.content_type(key, &info.attributes).await;
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        response_headers.insert(header::CONTENT_TYPE, v);
+    }
+    let range = match parse_range(header_str(headers, header::RANGE), size) {
+        Ok(r) => r,
+        Err(()) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response_headers.insert(header::CONTENT_RANGE, v);
+            }
+            let mut r = error(StatusCode::RANGE_NOT_SATISFIABLE, "Range not satisfiable");
+            r.headers_mut().extend(response_headers);
+            return r;
+        }
+    };
+    let (status, start, len) = match range {
+        Some((s, e)) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{size}")) {
+                response_headers.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
+        }
+        None => (StatusCode::OK, 0, size),
+    };
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if head_only || len == 0 {
+        return (status, response_headers).into_response();
+    }
+    let options = GetOptions {
+        range: range.map(|(s, e)| GetRange::Bounded(s..e + 1)),
+        // The bytes must be the ones described above.
+        if_match: info.meta.e_tag.clone(),
+        ..GetOptions::default()
+    };
+    let body = match bucket.store().get_opts(&path, options).await {
+        Ok(r) => match r.payload {
+            GetResultPayload::File(file, _) => Body::from_stream(read_file(file, start, len)),
+            GetResultPayload::Stream(s) => Body::from_stream(s),
+        },
+        Err(object_store::Error::NotFound { .. }) => {
+            return error(StatusCode::NOT_FOUND, "File not found");
+        }
+        Err(e) => return internal("reading the object failed", &e),
+    };
+    (status, response_headers, body).into_response()
+}
+
+/// Stream `len` bytes of a local file from `start`, in large chunks (object_store's own local
+/// stream reads 8 KiB at a time).
+fn read_file(
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
+    futures::stream::try_unfold(
+        (tokio::fs::File::from_std(file), start, len, false),
+        |(mut file, start, left, positioned)| async move {
+            if !positioned {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+            }
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = usize::try_from(left).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+            let mut buf = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                let n = file.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the object is shorter than its size",
+                    ));
+                }
+                filled += n;
+            }
+            Ok(Some((
+                Bytes::from(buf),
+                (file, start, left - want as u64, true),
+            )))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=2-100"), 10), Ok(Some((2, 9))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), Err(()));
+    }
+
+    #[test]
+    fn etags_are_quoted_and_compared_weakly() {
+        let e = quoted_etag(Some("abc")).expect("etag");
+        assert_eq!(e, "\"abc\"");
+        assert_eq!(quoted_etag(Some("\"abc\"")).expect("etag"), "\"abc\"");
+        assert!(none_match("\"abc\"", &e));
+        assert!(none_match("W/\"abc\", \"x\"", &e));
+        assert!(none_match("*", &e));
+        assert!(!none_match("\"abd\"", &e));
+    }
+}
