@@ -2,10 +2,14 @@
 //! every implementation through [`fs_conformance!`](crate::fs_conformance) and
 //! [`store_conformance!`](crate::store_conformance), and fault-injecting wrappers
 //! ([`remote::FaultyRemote`], [`fs::FaultyFs`]). With feature `server`, `signer` holds the
-//! `ObjectSigner` suite, run through `signer_conformance!`.
+//! `ObjectSigner` suite, run through `signer_conformance!`; `s3s` starts a real S3 server and
+//! `sync` waits for engines to settle.
 
 pub mod fs;
 pub mod remote;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod s3s;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub mod signer;
 pub mod store;
+pub mod sync;

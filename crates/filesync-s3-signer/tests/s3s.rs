@@ -9,96 +9,33 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
-use filesync_core::schema::TransferStatus;
 use filesync_core::server::{
     ObjectSigner, RouterConfig, Secret, TokenGrant, UploadSpec, router, serve,
 };
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::MemoryRelay;
-use filesync_core::types::{ContentHash, FileId, ObjectKey, StoreId, Timestamp};
+use filesync_core::testing::s3s::S3s;
+use filesync_core::testing::sync::settled;
+use filesync_core::types::{ObjectKey, StoreId, Timestamp};
 use filesync_core::{FileSync, hash::hash_bytes};
 use filesync_s3_signer::{S3Config, S3Signer};
 
-const AK: &str = "filesync-test-ak";
-const SK: &str = "filesync-test-secret-key";
+const AK: &str = S3s::ACCESS_KEY;
+const SK: &str = S3s::SECRET_KEY;
 
-struct S3Server {
-    port: u16,
-    root: tempfile::TempDir,
-    _child: tokio::process::Child,
+async fn start_s3() -> S3s {
+    S3s::start().await
 }
 
-fn s3s_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("s3s-fs"))
-        .find(|p| p.is_file())
-    {
-        return p;
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
-    let p = home.join("bin").join("s3s-fs");
-    assert!(
-        p.is_file(),
-        "s3s-fs is not installed: run `cargo xtask setup`"
-    );
-    p
-}
-
-async fn start_s3() -> S3Server {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("bkt")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(s3s_binary())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            AK,
-            "--secret-key",
-            SK,
-        ])
-        .arg(root.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return S3Server {
-                port,
-                root,
-                _child: child,
-            };
-        }
-        filesync_core::rt::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("s3s-fs did not start");
-}
-
-fn signer(s: &S3Server, bucket: &str) -> S3Signer {
+fn signer(s: &S3s, bucket: &str) -> S3Signer {
     S3Signer::new(S3Config {
-        endpoint: format!("http://127.0.0.1:{}", s.port).parse().unwrap(),
+        endpoint: s.endpoint().parse().unwrap(),
         region: "us-east-1".into(),
         bucket: bucket.into(),
         access_key_id: AK.into(),
@@ -159,7 +96,7 @@ async fn presigned_round_trip_delete_and_health() {
         .delete(&ObjectKey::parse("s/a.txt").unwrap())
         .await
         .unwrap();
-    assert!(!s3.root.path().join("bkt/s/a.txt").exists());
+    assert!(!s3.root().join("bkt/s/a.txt").exists());
     signer
         .delete(&ObjectKey::parse("s/a.txt").unwrap())
         .await
@@ -206,10 +143,7 @@ async fn real_server_rejects_tampering() {
         .await
         .unwrap();
     assert_eq!(put(&expired.url, &expired.headers, b"12345").await, 403);
-    assert!(
-        !s3.root.path().join("bkt/s/b.txt").exists()
-            && !s3.root.path().join("bkt/s/c.txt").exists()
-    );
+    assert!(!s3.root().join("bkt/s/b.txt").exists() && !s3.root().join("bkt/s/c.txt").exists());
     assert_eq!(put(&up.url, &up.headers, b"12345").await, 200);
 }
 
@@ -244,7 +178,7 @@ async fn binary_refuses_bad_settings_and_serves() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("S3_ENDPOINT"));
     let s3 = start_s3().await;
-    let endpoint = format!("http://127.0.0.1:{}", s3.port);
+    let endpoint = s3.endpoint();
     let base = [
         "--s3-endpoint",
         endpoint.as_str(),
@@ -367,38 +301,13 @@ async fn two_engines_sync_through_real_s3() {
             .unwrap();
         clients.push((sync, store));
     }
-    async fn settled(store: &Arc<dyn Store>, id: &FileId, want: Option<ContentHash>) {
-        for _ in 0..1000 {
-            let rec = store.file(id).await.unwrap();
-            let state = store.local_state(id).await.unwrap();
-            let ok = match (want, rec) {
-                (None, Some(r)) => r.is_deleted() && state.is_none(),
-                (Some(h), Some(r)) => {
-                    r.content_hash == h
-                        && r.remote_key.is_some()
-                        && state.is_some_and(|s| {
-                            s.local_hash == Some(h) && s.download_status == TransferStatus::Done
-                        })
-                }
-                _ => false,
-            };
-            if ok {
-                return;
-            }
-            filesync_core::rt::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("did not settle");
-    }
     let (a, b) = (&clients[0], &clients[1]);
     let saved =
         a.0.save_file(FileInput::from_bytes("a", "text/plain", "via real S3"))
             .await
             .unwrap();
     settled(&b.1, &saved.file_id, Some(saved.content_hash)).await;
-    let stored = s3
-        .root
-        .path()
-        .join(format!("bkt/shared/{}", saved.content_hash));
+    let stored = s3.root().join(format!("bkt/shared/{}", saved.content_hash));
     assert_eq!(std::fs::read(&stored).unwrap(), b"via real S3");
     let up =
         b.0.update_file(
@@ -412,10 +321,7 @@ async fn two_engines_sync_through_real_s3() {
     assert_eq!(collect_stream(content.body).await.unwrap(), "edited via S3");
     a.0.delete_file(&saved.file_id).await.unwrap();
     settled(&b.1, &saved.file_id, None).await;
-    let updated = s3
-        .root
-        .path()
-        .join(format!("bkt/shared/{}", up.content_hash));
+    let updated = s3.root().join(format!("bkt/shared/{}", up.content_hash));
     for _ in 0..200 {
         if !updated.exists() {
             break;
@@ -436,7 +342,7 @@ mod conformance {
     use super::*;
 
     struct Fixture {
-        _s3: S3Server,
+        _s3: S3s,
         signer: S3Signer,
     }
 
