@@ -84,6 +84,27 @@ impl Bucket {
 
     /// A bucket on S3-compatible storage.
     pub fn s3(config: &S3Bucket) -> Result<Self, BucketError> {
+        match url::Url::parse(&config.endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(BucketError(format!(
+                    "endpoint {:?} is not an http(s) URL with a host",
+                    config.endpoint
+                )));
+            }
+        }
+        for (value, what) in [
+            (&config.region, "region"),
+            (&config.bucket, "bucket name"),
+            (&config.access_key_id, "access key id"),
+        ] {
+            if value.trim().is_empty() {
+                return Err(BucketError(format!("the {what} is empty")));
+            }
+        }
+        if config.secret_access_key.expose().is_empty() {
+            return Err(BucketError("the secret access key is empty".into()));
+        }
         let mut b = AmazonS3Builder::new()
             .with_endpoint(config.endpoint.trim_end_matches('/'))
             .with_region(&config.region)

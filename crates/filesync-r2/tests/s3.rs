@@ -1,0 +1,146 @@
+//! `R2Proxy` on an S3 bucket (object_store's `AmazonS3`), against a real S3-compatible server
+//! that verifies SigV4 (`s3s-fs`): the shared `ObjectSigner` suite, content types kept as
+//! object attributes, ranges, and a multipart upload larger than one part.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use filesync_core::server::{ObjectSigner, RouterConfig, Secret, UploadSpec, serve};
+use filesync_core::testing::s3s::S3s;
+use filesync_core::types::{ObjectKey, Timestamp};
+use filesync_r2::{Bucket, R2Config, R2Proxy, S3Bucket, router};
+
+struct Server {
+    _s3: S3s,
+    proxy: Arc<R2Proxy>,
+}
+
+impl Server {
+    fn signer(&self) -> &R2Proxy {
+        &self.proxy
+    }
+}
+
+fn bucket(s3: &S3s, force_path_style: bool) -> Bucket {
+    Bucket::s3(&S3Bucket {
+        endpoint: s3.endpoint(),
+        region: "us-east-1".into(),
+        bucket: S3s::BUCKET.into(),
+        access_key_id: S3s::ACCESS_KEY.into(),
+        secret_access_key: Secret::new(S3s::SECRET_KEY),
+        session_token: None,
+        force_path_style,
+    })
+    .unwrap()
+}
+
+async fn start() -> Server {
+    let s3 = S3s::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = Arc::new(R2Proxy::new(
+        bucket(&s3, true),
+        R2Config::new(
+            format!("http://{addr}").parse().unwrap(),
+            Secret::new("s3-backed-proxy-secret"),
+        ),
+    ));
+    let app = router(Arc::clone(&proxy), RouterConfig::default(), None);
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, std::future::pending()).await.unwrap();
+    }));
+    Server { _s3: s3, proxy }
+}
+
+filesync_core::signer_conformance!(
+    #[tokio::test]
+    start().await,
+    "conformance"
+);
+
+/// A 20 MiB upload (three multipart parts) streams through the proxy into S3 and back, with
+/// its type stored as the object's `Content-Type` and ranges served from S3.
+#[tokio::test]
+async fn multipart_upload_type_and_range_through_s3() {
+    let s = start().await;
+    let body: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let key = ObjectKey::parse("s/big.bin").unwrap();
+    let spec = UploadSpec {
+        key: key.clone(),
+        content_length: Some(body.len() as u64),
+        content_type: Some("application/x-test".into()),
+        content_hash: Some(filesync_core::hash::hash_bytes(&body)),
+    };
+    let life = Duration::from_secs(300);
+    let up = s
+        .signer()
+        .sign_upload(&spec, life, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        filesync_core::testing::signer::put(&up, body.clone()).await,
+        200
+    );
+    let stored = s._s3.root().join("bkt/s/big.bin");
+    assert_eq!(std::fs::read(&stored).unwrap(), body);
+    let down = s
+        .signer()
+        .sign_download(&key, life, Timestamp::now())
+        .await
+        .unwrap();
+    let (status, content_type, got) = filesync_core::testing::signer::get(&down).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("application/x-test"));
+    assert!(got == body);
+    let r = reqwest::Client::new()
+        .get(&down.url)
+        .header("range", "bytes=10000000-10000009")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().await.unwrap()[..], &body[10_000_000..10_000_010]);
+}
+
+/// Virtual-hosted style is what R2 and AWS use; it needs DNS for `<bucket>.<host>`, so here
+/// only the configuration is checked: a bad endpoint is refused when the bucket is built.
+#[test]
+fn s3_settings_are_validated() {
+    let good = S3Bucket {
+        endpoint: "https://account.r2.cloudflarestorage.com".into(),
+        region: "auto".into(),
+        bucket: "b".into(),
+        access_key_id: "a".into(),
+        secret_access_key: Secret::new("s"),
+        session_token: None,
+        force_path_style: false,
+    };
+    assert!(Bucket::s3(&good).is_ok());
+    for bad in [
+        S3Bucket {
+            endpoint: "not a url".into(),
+            ..good.clone()
+        },
+        S3Bucket {
+            endpoint: "ftp://host".into(),
+            ..good.clone()
+        },
+        S3Bucket {
+            bucket: " ".into(),
+            ..good.clone()
+        },
+        S3Bucket {
+            access_key_id: String::new(),
+            ..good.clone()
+        },
+        S3Bucket {
+            secret_access_key: Secret::new(""),
+            ..good.clone()
+        },
+    ] {
+        let err = Bucket::s3(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("bucket: "), "{err}");
+    }
+}
