@@ -1,0 +1,296 @@
+//! The `filesync-r2` binary as an operator runs it: refusals of bad settings, a complete
+//! deployment from `--data-dir` alone (proxy, contract routes, relay, a signing secret that
+//! survives restarts), graceful shutdown, and 1 GiB streamed up and down with the server's
+//! peak memory measured.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const TOKEN: &str = "binary-test-token-0123456789";
+const BIN: &str = env!("CARGO_BIN_EXE_filesync-r2");
+
+struct Running {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Peak resident memory of the server (`VmHWM`), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+async fn start(data_dir: &Path, extra: &[&str]) -> Running {
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    Running {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn refused(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_remove("FILESYNC_TOKENS")
+        .env_remove("FILESYNC_DATA_DIR")
+        .env_remove("S3_ENDPOINT")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(refused(&["--token", TOKEN]).await.contains("--data-dir"));
+    assert!(
+        refused(&["--data-dir", d])
+            .await
+            .contains("--allow-anonymous")
+    );
+    assert!(
+        refused(&["--data-dir", d, "--token", "short"])
+            .await
+            .contains("at least 16 characters")
+    );
+    assert!(
+        refused(&[
+            "--data-dir",
+            d,
+            "--token",
+            TOKEN,
+            "--signing-secret",
+            "short"
+        ])
+        .await
+        .contains("--signing-secret")
+    );
+    assert!(
+        refused(&["--token", TOKEN, "--s3-endpoint", "http://127.0.0.1:1"])
+            .await
+            .contains("--s3-bucket")
+    );
+    assert!(
+        refused(&[
+            "--token",
+            TOKEN,
+            "--s3-endpoint",
+            "nonsense",
+            "--s3-bucket",
+            "b",
+            "--s3-access-key-id",
+            "a",
+            "--s3-secret-access-key",
+            "s"
+        ])
+        .await
+        .contains("not an http(s) URL")
+    );
+}
+
+async fn sign(base: &str, route: &str, key: &str) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/sign/{route}"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"key": key, "contentType": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// With only `--data-dir` (and a token): health, signing, file routes and the relay all work;
+/// the signing secret is kept, so a URL signed before a restart still works after it; SIGTERM
+/// stops the server cleanly.
+#[tokio::test]
+async fn data_dir_alone_is_a_complete_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).await;
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/api/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let up = sign(&server.base, "upload", "store/a.txt").await;
+    let r = http
+        .put(up["url"].as_str().unwrap())
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let down = sign(&server.base, "download", "store/a.txt").await;
+    let url = down["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/livestore-filesync-files/", server.base)));
+    // The relay: push one event, pull it back.
+    let event = serde_json::json!({
+        "name": "v1.FileCreated",
+        "args": {
+            "id": "f1",
+            "path": "livestore-filesync-files/store/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            "contentHash": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            "createdAt": "2026-01-03T20:30:24.642Z",
+            "updatedAt": "2026-01-03T20:30:24.642Z"
+        },
+        "seqNum": 1, "parentSeqNum": 0, "clientId": "c", "sessionId": "s"
+    });
+    let push = http
+        .post(format!("{}/api/v1/stores/store/push", server.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"batch": [event]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 200, "{}", push.text().await.unwrap());
+    let stopped = server.stop().await;
+    assert!(stopped.success(), "{stopped}");
+
+    let server = start(dir.path(), &[]).await;
+    // The old URL names the old port; the path and query are what the signature covers.
+    let (_, path) = url.split_once("/livestore-filesync-files/").unwrap();
+    let again = http
+        .get(format!("{}/livestore-filesync-files/{path}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().await.unwrap(), "hello");
+    let pulled: serde_json::Value = http
+        .get(format!("{}/api/v1/stores/store/pull?after=0", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pulled["head"], 1);
+    assert_eq!(pulled["events"][0]["args"]["id"], "f1");
+    assert!(server.stop().await.success());
+    assert!(dir.path().join("relay.sqlite").is_file());
+    assert!(dir.path().join("signing-secret").is_file());
+}
+
+/// Deterministic pseudo-random bytes, `n` chunks of 1 MiB, generated as they are sent.
+fn generated(chunks: usize) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures::stream::iter(0..chunks).map(|i| {
+        let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut v = Vec::with_capacity(1 << 20);
+        for _ in 0..(1 << 17) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        Ok(bytes::Bytes::from(v))
+    })
+}
+
+/// WEAK-15: 1 GiB up and down through the proxy (the test's client streams too); the bytes
+/// round-trip and the server's peak RSS stays bounded (printed; the goal is < 64 MiB, the
+/// check is < 256 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_streams_through_with_bounded_memory() {
+    const CHUNKS: usize = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).await;
+    let mut want = filesync_core::hash::Hasher::new();
+    let mut gen_stream = Box::pin(generated(CHUNKS));
+    while let Some(c) = gen_stream.next().await {
+        want.update(&c.unwrap());
+    }
+    let want = want.finish();
+    let up = sign(&server.base, "upload", "big/one-gib.bin").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .put(up["url"].as_str().unwrap())
+        .header("content-length", (CHUNKS << 20).to_string())
+        .header("x-amz-checksum-sha256", base64_of(want.as_bytes()))
+        .body(reqwest::Body::wrap_stream(generated(CHUNKS)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let after_upload = server.peak_rss_kib();
+    let down = sign(&server.base, "download", "big/one-gib.bin").await;
+    let r = http
+        .get(down["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = filesync_core::hash::Hasher::new();
+    let mut len = 0u64;
+    let mut body = r.bytes_stream();
+    while let Some(c) = body.next().await {
+        let c = c.unwrap();
+        len += c.len() as u64;
+        got.update(&c);
+    }
+    assert_eq!(len, (CHUNKS as u64) << 20);
+    assert_eq!(got.finish(), want);
+    let peak = server.peak_rss_kib();
+    println!(
+        "filesync-r2 peak RSS: {:.1} MiB after a 1 GiB upload, {:.1} MiB after the download (goal < 64 MiB)",
+        after_upload as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    assert!(server.stop().await.success());
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
