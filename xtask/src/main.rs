@@ -1,6 +1,6 @@
 //! `cargo xtask`: the project's one entry point for automation.
 //!
-//! - `cargo xtask demo`  — the demo on the embedded default (local-only for now).
+//! - `cargo xtask demo`  — two CLI clients syncing through `filesync-r2` on the embedded default.
 //! - `cargo xtask ci`    — everything CI checks; installs what the tests need first.
 //! - `cargo xtask setup` — only the installation part of `ci` (idempotent).
 //! - `cargo xtask bench [hash|relay]` — benchmarks with a baseline measured in the same run.
@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use xshell::{Shell, cmd};
+
+mod demo;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,11 +29,11 @@ fn main() -> Result<()> {
         }
         ["bench", "hash"] => bench_hash(&sh),
         ["bench", "relay"] => bench_relay(&sh),
-        ["demo"] => demo(&sh),
+        ["demo"] => demo::demo(&sh),
         _ => {
             eprintln!(
                 "usage: cargo xtask <demo | ci | setup | bench [hash|relay] | tidy>\n\n\
-                 demo   run the demo on the embedded default (NativeFs + SqliteStore)\n\
+                 demo   two CLI clients sync through filesync-r2 (local-disk bucket, SQLite relay)\n\
                  ci     install what the tests need, then fmt, clippy, tests, wasm32 build, docs\n\
                  setup  only install what the tests need (idempotent)\n\
                  bench  hash: SHA-256 and content-store throughput vs openssl/sha256sum and dd;\n\
@@ -139,7 +141,7 @@ fn ci(sh: &Shell) -> Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings")
         .run()?;
     step("demo");
-    demo(sh)?;
+    demo::demo(sh)?;
     println!("\nci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -216,118 +218,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The demo's sample file and its SHA-256 (a fixed test vector: `sha256sum` agrees).
-const SAMPLE: &str = "Hello from filesync! This file was saved locally first.";
-const SAMPLE_SHA256: &str = "835c5e78a26100c3f2fd8b1cd8075d7465e3b85a24d27dbe3fe2dbdb1271236b";
-
-/// Local-only demo on the embedded default: save, list, read back, deduplicate, delete.
-fn demo(sh: &Shell) -> Result<()> {
-    step("demo: building the `filesync` CLI");
-    cmd!(sh, "cargo build --quiet -p filesync-cli").run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
-    let cli = target.join("debug").join("filesync");
-    let tmp = TempDir::new("demo")?;
-    let data = tmp.0.join("client");
-    let sample = tmp.0.join("hello.txt");
-    std::fs::write(&sample, SAMPLE)?;
-    let fs = |args: &[&str]| -> Result<String> {
-        let out = cmd!(sh, "{cli} --data-dir {data} {args...}").read()?;
-        Ok(out)
-    };
-    println!(
-        "A client keeps its files in {} (NativeFs) and its event log in filesync.sqlite (SqliteStore).",
-        data.display()
-    );
-
-    step(
-        "1. save hello.txt (written locally first, named by its SHA-256), with the engine's events",
-    );
-    let sample_arg = sample.to_string_lossy().into_owned();
-    let out = cmd!(sh, "{cli} --data-dir {data} --events save {sample_arg}").output()?;
-    ensure!(
-        out.status.success(),
-        "save failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let saved = String::from_utf8(out.stdout)?.trim().to_owned();
-    let events = String::from_utf8(out.stderr)?;
-    println!("{saved}");
-    print!("{events}");
-    ensure!(
-        events.contains(r#"{"type":"sync:start"}"#)
-            && events.contains(r#"{"type":"sync:complete"}"#),
-        "the engine did not report processing the new file: {events:?}"
-    );
-    let fields: Vec<&str> = saved.split('\t').collect();
-    let (id, hash) = match fields.as_slice() {
-        [id, hash, ..] => (id.to_string(), hash.to_string()),
-        _ => bail!("unexpected output from save: {saved:?}"),
-    };
-    ensure!(
-        hash == SAMPLE_SHA256,
-        "hash {hash} is not the SHA-256 of the sample"
-    );
-    let stored = data
-        .join("livestore-filesync-files")
-        .join("default")
-        .join(&hash);
-    ensure!(stored.is_file(), "{} does not exist", stored.display());
-    println!("ok: stored at livestore-filesync-files/default/{hash}");
-
-    step("2. list files");
-    let listed = fs(&["ls"])?;
-    println!("{listed}");
-    ensure!(listed.contains(&id), "ls does not show {id}");
-
-    step("3. read it back");
-    let copy = tmp.0.join("copy.txt");
-    fs(&["cat", &id, "--output", &copy.to_string_lossy()])?;
-    let back = std::fs::read_to_string(&copy)?;
-    ensure!(back == SAMPLE, "read back {back:?}, expected {SAMPLE:?}");
-    println!("ok: {} bytes read back, identical", back.len());
-
-    step("4. save the same bytes again (content addressing: stored once)");
-    let again = fs(&["save", &sample.to_string_lossy()])?;
-    println!("{again}");
-    let id2 = again.split('\t').next().unwrap_or_default().to_string();
-    ensure!(
-        again.contains(&hash) && id2 != id,
-        "second save should reuse {hash}"
-    );
-    let objects = std::fs::read_dir(stored.parent().context("stored path has a parent")?)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().len() == 64)
-        .count();
-    ensure!(objects == 1, "expected one stored object, found {objects}");
-    println!("ok: two files, one stored object");
-
-    step("5. delete the first file (the second still uses the content)");
-    let out = fs(&["rm", &id])?;
-    println!("{out}");
-    ensure!(stored.is_file(), "shared content was removed");
-    ensure!(out.contains("content kept"), "unexpected rm output {out:?}");
-
-    step("6. delete the second file (now nothing uses the content)");
-    let out = fs(&["rm", &id2])?;
-    println!("{out}");
-    ensure!(!stored.exists(), "unreferenced content was kept");
-    let listed = fs(&["ls"])?;
-    ensure!(listed.trim().is_empty(), "ls still shows files: {listed:?}");
-    let all = fs(&["ls", "--all"])?;
-    ensure!(
-        all.lines().count() == 2 && all.contains("deleted"),
-        "soft-deleted rows should remain: {all:?}"
-    );
-    println!("ok: records are soft-deleted, content is gone");
-
-    println!(
-        "\ndemo: every step showed what it claimed (local-only mode; `filesync --server URL --token T` syncs through `filesync-s3-signer --relay-db`)"
-    );
-    Ok(())
 }
 
 fn time<F: FnMut() -> Result<String>>(runs: usize, mut f: F) -> Result<(Duration, String)> {

@@ -21,12 +21,8 @@ pub(crate) fn method(obj: &JsValue, name: &str) -> Option<Function> {
 /// `globalThis.navigator.storage` of whichever global scope this runs in (a window or a
 /// worker), if it has `getDirectory()` (the OPFS). Never assumes a `window`.
 pub(crate) fn storage_manager() -> Option<StorageManager> {
-    let navigator = get(&js_sys::global(), "navigator");
-    if !navigator.is_object() {
-        return None;
-    }
-    let storage = get(&navigator, "storage");
-    if !storage.is_object() || method(&storage, "getDirectory").is_none() {
+    let storage = storage()?;
+    if method(&storage, "getDirectory").is_none() {
         return None;
     }
     Some(storage.unchecked_into())
@@ -58,9 +54,20 @@ pub(crate) async fn call_async(
     })
 }
 
-/// Whether `handle.move()` exists in this browser.
-pub(crate) fn supports_move(handle: &FileSystemFileHandle) -> bool {
-    method(handle, "move").is_some()
+/// Whether this browser has `move()` on file handles. Chromium defines it on
+/// `FileSystemFileHandle.prototype` (not on `FileSystemHandle.prototype`), so look there.
+pub(crate) fn move_supported() -> bool {
+    let class = get(&js_sys::global(), "FileSystemFileHandle");
+    class.is_function() && method(&get(&class, "prototype"), "move").is_some()
+}
+
+/// `globalThis.navigator.storage`, if there is one.
+pub(crate) fn storage() -> Option<JsValue> {
+    let navigator = get(&js_sys::global(), "navigator");
+    if !navigator.is_object() {
+        return None;
+    }
+    Some(get(&navigator, "storage")).filter(JsValue::is_object)
 }
 
 /// `handle.move(dir, name)`: move (and rename) the file, replacing an existing file at the

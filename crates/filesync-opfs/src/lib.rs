@@ -1,5 +1,62 @@
-//! `filesync-opfs` will provide `OpfsFs`, the Origin Private File System as a
-//! [`filesync_core::fs::FileSystem`] for `wasm32-unknown-unknown`, tested in headless Chromium.
+//! `OpfsFs`: the browser's [Origin Private File System] (OPFS) as a
+//! [`filesync_core::fs::FileSystem`], for `wasm32-unknown-unknown`.
 //!
-//! **Status: not implemented yet.** This crate has no public API; it exists so the workspace has
-//! its final shape. See the browser issue and `ARCHITECTURE.md`.
+//! It works on a page and in a dedicated worker, streams reads and writes in chunks of about
+//! 1 MiB (memory stays bounded whatever the file size), and writes atomically: the body goes
+//! into a hidden temporary entry next to the target, which is then moved over it
+//! (`FileSystemHandle.move()`), so readers see the old file or the new one, never a part, and a
+//! failed body stream leaves nothing behind. It passes filesync-core's `fs_conformance!` suite
+//! in headless Chromium, on a page and in a worker.
+//!
+//! ```
+//! # #[cfg(target_arch = "wasm32")]
+//! # async fn example() -> filesync_core::Result<()> {
+//! use bytes::Bytes;
+//! use filesync_core::fs::{FileSystem, FileSystemExt};
+//! use filesync_core::types::LocalPath;
+//! use filesync_opfs::OpfsFs;
+//!
+//! // Ask once that the origin's storage is not evicted (false where unsupported, e.g. workers).
+//! let _persistent: bool = OpfsFs::request_persistence().await;
+//!
+//! // Everything lives below `<OPFS root>/filesync/`.
+//! let fs = OpfsFs::open("filesync").await?;
+//! let path = LocalPath::parse("notes/hello.txt")?;
+//! fs.write_bytes(&path, Bytes::from_static(b"hello")).await?;
+//! assert_eq!(fs.read_bytes(&path).await?, &b"hello"[..]);
+//! # Ok(())
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! On other targets this crate is empty, so a native `cargo build --workspace` (and
+//! `cargo doc`) still works; build the API docs with `--target wasm32-unknown-unknown`.
+//!
+//! # Limits
+//!
+//! - The `opfs` crate (used for the cursor writes, directory listing and removal) casts
+//!   positions to `u32` in `seek`/`truncate` and reports sizes as `usize`, i.e. 4 GiB on
+//!   wasm32. `OpfsFs` uses none of those: it appends at the cursor and reads `File` slices with
+//!   `f64` offsets, and counts bytes in `u64`, so it has no 4 GiB limit of its own (files that
+//!   large are untested; the origin's quota applies).
+//! - Every `write_at_cursor_pos` copies the chunk once more into a JS `File` (`opfs`'s
+//!   workaround for a Safari bug).
+//! - A read takes one `File` snapshot. If the file is replaced while it is being read,
+//!   Chromium fails the rest of that read (a retryable `Error::Io`) instead of mixing versions.
+//! - Temporary entries `.<name>.tmp-<16 hex>` left by a tab closed mid-write stay on disk
+//!   (hidden from `list`) until their directory is removed.
+//! - Without `FileSystemHandle.move()` the writes go through `createWritable()` on the
+//!   target itself (its swap file keeps an existing file's change atomic, but a new file is
+//!   visible, empty, while it is written) and `rename` copies then removes.
+//!
+//! [Origin Private File System]: https://developer.mozilla.org/en-US/docs/Web/API/File_System_API/Origin_private_file_system
+
+#![cfg_attr(not(target_arch = "wasm32"), allow(unused_crate_dependencies))]
+
+#[cfg(target_arch = "wasm32")]
+mod js;
+#[cfg(target_arch = "wasm32")]
+mod opfs_fs;
+
+#[cfg(target_arch = "wasm32")]
+pub use opfs_fs::{DEFAULT_BASE, OpfsFs, READ_CHUNK, WRITE_CHUNK};

@@ -296,7 +296,8 @@ impl Ctx {
                     .iter()
                     .filter(|f| !f.is_deleted())
                     .count();
-                return say(format_args!("in sync: {n} files"));
+                let noun = if n == 1 { "file" } else { "files" };
+                return say(format_args!("in sync: {n} {noun}"));
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("not in sync after {timeout} s");

@@ -1,0 +1,259 @@
+//! Shared by `browser.rs` and `worker.rs`: the OPFS-specific tests, run in both modes.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use filesync_core::fs::{EntryKind, FileSystem, FileSystemExt};
+use filesync_core::testing::fs::{chunked, failing_after, pattern};
+use filesync_core::types::LocalPath;
+use filesync_opfs::OpfsFs;
+
+pub fn p(s: &str) -> LocalPath {
+    LocalPath::parse(s).expect("test paths are valid")
+}
+
+/// A fresh, empty filesystem in its own base directory.
+pub async fn fresh() -> OpfsFs {
+    OpfsFs::scratch().await.expect("open OPFS")
+}
+
+/// Every entry name in `<base>/<dir>` as the raw OPFS sees it (temporaries included), read
+/// through the `opfs` crate directly.
+pub async fn raw_names(fs: &OpfsFs, dir: &str) -> Vec<String> {
+    use futures::StreamExt;
+    use opfs::DirectoryHandle as _;
+    let mut handle = opfs::persistent::app_specific_dir()
+        .await
+        .expect("OPFS root");
+    for segment in fs.base().split('/').chain(dir.split('/')) {
+        handle = handle
+            .get_directory_handle_with_options(
+                segment,
+                &opfs::GetDirectoryHandleOptions { create: false },
+            )
+            .await
+            .expect("directory exists");
+    }
+    let entries = handle.entries().await.expect("entries");
+    let mut entries = std::pin::pin!(entries);
+    let mut names = Vec::new();
+    while let Some(entry) = entries.next().await {
+        names.push(entry.expect("entry").0);
+    }
+    names.sort();
+    names
+}
+
+pub async fn request_persistence_does_not_fail() {
+    // Headless Chromium answers without a prompt; in a worker the API is absent: `false`.
+    let granted = OpfsFs::request_persistence().await;
+    let persisted = OpfsFs::is_persisted().await;
+    assert!(!granted || persisted, "granted implies persisted");
+}
+
+pub async fn open_rejects_bad_base() {
+    for bad in ["", "/abs", "a//b", "a/../b", "."] {
+        let err = OpfsFs::open(bad).await.expect_err(bad);
+        assert!(
+            matches!(err, filesync_core::Error::Invalid(_)),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+pub async fn base_dirs_are_isolated() {
+    let a = fresh().await;
+    let b = fresh().await;
+    assert_ne!(a.base(), b.base());
+    a.write_bytes(&p("same/name"), Bytes::from_static(b"a"))
+        .await
+        .expect("write a");
+    assert!(!b.exists(&p("same/name")).await.expect("exists"));
+    assert!(b.list(&p("same")).await.is_err(), "b has no `same`");
+    b.write_bytes(&p("same/name"), Bytes::from_static(b"b"))
+        .await
+        .expect("write b");
+    assert_eq!(
+        a.read_bytes(&p("same/name")).await.expect("read"),
+        &b"a"[..]
+    );
+    assert_eq!(
+        b.read_bytes(&p("same/name")).await.expect("read"),
+        &b"b"[..]
+    );
+
+    // Reopening the same base sees the same files; a nested base is a subdirectory.
+    let again = OpfsFs::open(a.base()).await.expect("reopen");
+    assert_eq!(
+        again.read_bytes(&p("same/name")).await.expect("read"),
+        &b"a"[..]
+    );
+    let nested = OpfsFs::open(&format!("{}/same", a.base()))
+        .await
+        .expect("nested");
+    assert_eq!(
+        nested.read_bytes(&p("name")).await.expect("read"),
+        &b"a"[..]
+    );
+
+    // `destroy` removes one base and leaves the other alone.
+    a.destroy().await.expect("destroy");
+    assert!(!again.exists(&p("same/name")).await.unwrap_or(false));
+    assert_eq!(
+        b.read_bytes(&p("same/name")).await.expect("read"),
+        &b"b"[..]
+    );
+    b.destroy().await.expect("destroy");
+}
+
+pub async fn temp_entries_are_hidden() {
+    let fs = fresh().await;
+    fs.write_bytes(&p("d/visible"), Bytes::from_static(b"x"))
+        .await
+        .expect("write");
+    // A temporary entry as a write in progress (or a closed tab) leaves it.
+    fs.write_bytes(
+        &p("d/.visible.tmp-0123456789abcdef"),
+        Bytes::from_static(b"partial"),
+    )
+    .await
+    .expect("write temp-shaped");
+    // Names that only look similar are listed.
+    fs.write_bytes(&p("d/.x.tmp-short"), Bytes::from_static(b"y"))
+        .await
+        .expect("write");
+    let names: Vec<String> = fs
+        .list(&p("d"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.path.to_string())
+        .collect();
+    assert_eq!(names, vec!["d/.x.tmp-short", "d/visible"]);
+    assert_eq!(
+        raw_names(&fs, "d").await,
+        vec![".visible.tmp-0123456789abcdef", ".x.tmp-short", "visible"],
+        "the temporary entry exists, only hidden"
+    );
+    fs.destroy().await.expect("destroy");
+}
+
+pub async fn failed_write_leaves_no_temp_entry() {
+    let fs = fresh().await;
+    fs.write_bytes(&p("t/keep"), Bytes::from_static(b"old"))
+        .await
+        .expect("write");
+    let err = fs
+        .write(&p("t/keep"), failing_after(pattern(3 * 1024 * 1024, 9)))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(err, filesync_core::Error::Stream { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        raw_names(&fs, "t").await,
+        vec!["keep"],
+        "no temporary entry is left"
+    );
+    assert_eq!(
+        fs.read_bytes(&p("t/keep")).await.expect("read"),
+        &b"old"[..]
+    );
+    fs.destroy().await.expect("destroy");
+}
+
+pub async fn write_then_stat_reports_size_and_time() {
+    let fs = fresh().await;
+    let data = pattern(2 * 1024 * 1024 + 5, 1);
+    let n = fs
+        .write(&p("s/f"), chunked(data.clone(), 3000))
+        .await
+        .expect("write");
+    assert_eq!(n, data.len() as u64);
+    let st = fs.stat(&p("s/f")).await.expect("stat").expect("present");
+    assert_eq!(st.kind, EntryKind::File);
+    assert_eq!(st.len, data.len() as u64);
+    assert!(st.modified.is_some(), "OPFS files have lastModified");
+    // Reads come in chunks of at most READ_CHUNK.
+    let mut stream = fs.read(&p("s/f")).await.expect("read");
+    let mut sizes = Vec::new();
+    let mut got = Vec::new();
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        sizes.push(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    assert!(got == data);
+    assert_eq!(
+        sizes,
+        vec![filesync_opfs::READ_CHUNK, filesync_opfs::READ_CHUNK, 5]
+    );
+    fs.destroy().await.expect("destroy");
+}
+
+pub async fn write_over_directory_fails() {
+    let fs = fresh().await;
+    fs.create_dir_all(&p("dir/sub")).await.expect("mkdir");
+    assert!(
+        fs.write_bytes(&p("dir"), Bytes::from_static(b"x"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        fs.stat(&p("dir")).await.expect("stat").expect("dir").kind,
+        EntryKind::Directory
+    );
+    fs.destroy().await.expect("destroy");
+}
+
+/// A write cancelled part-way (its future dropped) cleans up its temporary entry.
+pub async fn dropped_write_cleans_up() {
+    let fs = fresh().await;
+    let (tx, rx) = futures::channel::mpsc::unbounded::<filesync_core::Result<Bytes>>();
+    tx.unbounded_send(Ok(Bytes::from_static(b"partial")))
+        .expect("send");
+    {
+        let body = filesync_core::rt::boxed_stream(rx);
+        let path = p("c/file");
+        let write = fs.write(&path, body);
+        // Poll it until it waits for more body, then drop it.
+        let _ = filesync_core::rt::timeout(std::time::Duration::from_millis(200), write).await;
+    }
+    drop(tx);
+    filesync_core::rt::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        raw_names(&fs, "c").await.is_empty(),
+        "temporary entry removed"
+    );
+    assert!(!fs.exists(&p("c/file")).await.expect("exists"));
+    fs.destroy().await.expect("destroy");
+}
+
+pub async fn stress_failed_writes() {
+    for without_move in [false, true] {
+        let mut fs = fresh().await;
+        if without_move {
+            fs = fs.without_move();
+        }
+        assert!(
+            format!("{fs:?}").contains(&format!("use_move: {}", !without_move)),
+            "{fs:?}"
+        );
+        for i in 0..40 {
+            let path = p(&format!("dir/fresh{i}"));
+            fs.write(&path, failing_after(vec![1, 2, 3]))
+                .await
+                .expect_err("fail");
+            assert!(
+                !fs.exists(&path).await.expect("exists"),
+                "iteration {i} {without_move}"
+            );
+            assert!(
+                raw_names(&fs, "dir").await.is_empty(),
+                "iteration {i} {without_move}: {:?}",
+                raw_names(&fs, "dir").await
+            );
+        }
+    }
+}
