@@ -3,7 +3,7 @@
 //! - `cargo xtask demo`  — two CLI clients syncing through `filesync-r2` on the embedded default.
 //! - `cargo xtask ci`    — everything CI checks; installs what the tests need first.
 //! - `cargo xtask setup` — only the installation part of `ci` (idempotent).
-//! - `cargo xtask bench [hash|relay]` — benchmarks with a baseline measured in the same run.
+//! - `cargo xtask bench [hash|relay|r2]` — benchmarks with a baseline measured in the same run.
 //! - `cargo xtask tidy`  — repository layout checks (part of `ci`).
 
 use std::path::{Path, PathBuf};
@@ -25,19 +25,23 @@ fn main() -> Result<()> {
         ["tidy"] => tidy(&sh),
         ["bench"] => {
             bench_hash(&sh)?;
-            bench_relay(&sh)
+            bench_relay(&sh)?;
+            bench_r2(&sh)
         }
         ["bench", "hash"] => bench_hash(&sh),
         ["bench", "relay"] => bench_relay(&sh),
+        ["bench", "r2"] => bench_r2(&sh),
         ["demo"] => demo::demo(&sh),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | setup | bench [hash|relay] | tidy>\n\n\
+                "usage: cargo xtask <demo | ci | setup | bench [hash|relay|r2] | tidy>\n\n\
                  demo   two CLI clients sync through filesync-r2 (local-disk bucket, SQLite relay)\n\
                  ci     install what the tests need, then fmt, clippy, tests, wasm32 build, docs\n\
                  setup  only install what the tests need (idempotent)\n\
                  bench  hash: SHA-256 and content-store throughput vs openssl/sha256sum and dd;\n\
-                        relay: 100k events pushed and caught up over loopback vs bare SQLite\n\
+                        relay: 100k events pushed and caught up over loopback vs bare SQLite;\n\
+                        r2: 1 GiB through filesync-r2 vs a bare HTTP server and a plain copy,\n\
+                        signer requests/s, the server's peak RSS\n\
                  tidy   repository layout checks"
             );
             std::process::exit(2)
@@ -342,6 +346,25 @@ fn bench_relay(sh: &Shell) -> Result<()> {
         "cargo run --release --quiet -p filesync-core --features server --example relay_bench"
     )
     .run()?;
+    Ok(())
+}
+
+fn bench_r2(sh: &Shell) -> Result<()> {
+    step(
+        "bench r2: 1 GiB through filesync-r2 vs a bare server and a plain copy; signer req/s (release)",
+    );
+    cmd!(
+        sh,
+        "cargo build --release --quiet -p filesync-r2 --bin filesync-r2 --example r2_bench"
+    )
+    .run()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+        .join("release");
+    let (bench, server) = (target.join("examples/r2_bench"), target.join("filesync-r2"));
+    let mib = std::env::var("FILESYNC_BENCH_MIB").unwrap_or_else(|_| "1024".into());
+    cmd!(sh, "{bench} {server} {mib}").run()?;
     Ok(())
 }
 

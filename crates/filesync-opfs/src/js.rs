@@ -1,4 +1,4 @@
-//! Small bindings the `opfs` crate lacks: the global `navigator.storage`, `FileSystemHandle.move()`,
+//! Small bindings the `opfs` crate lacks: the global `navigator.storage`, `FileSystemFileHandle.move()`,
 //! and turning thrown JS values (`DOMException`s, `TypeError`s) into [`std::io::Error`]s.
 
 use std::io::ErrorKind;
@@ -22,9 +22,7 @@ pub(crate) fn method(obj: &JsValue, name: &str) -> Option<Function> {
 /// worker), if it has `getDirectory()` (the OPFS). Never assumes a `window`.
 pub(crate) fn storage_manager() -> Option<StorageManager> {
     let storage = storage()?;
-    if method(&storage, "getDirectory").is_none() {
-        return None;
-    }
+    method(&storage, "getDirectory")?;
     Some(storage.unchecked_into())
 }
 
@@ -96,6 +94,14 @@ pub(crate) fn is_not_found(err: &JsValue) -> bool {
 /// directory was expected or the reverse).
 pub(crate) fn is_type_mismatch(err: &JsValue) -> bool {
     error_name(err) == "TypeMismatchError"
+}
+
+/// Whether the thrown value says the entry is locked (an open writable or sync access handle).
+pub(crate) fn is_locked(err: &JsValue) -> bool {
+    matches!(
+        error_name(err).as_str(),
+        "NoModificationAllowedError" | "InvalidModificationError"
+    )
 }
 
 /// A readable description of a thrown value.

@@ -4,7 +4,7 @@
 //! It works on a page and in a dedicated worker, streams reads and writes in chunks of about
 //! 1 MiB (memory stays bounded whatever the file size), and writes atomically: the body goes
 //! into a hidden temporary entry next to the target, which is then moved over it
-//! (`FileSystemHandle.move()`), so readers see the old file or the new one, never a part, and a
+//! (`FileSystemFileHandle.move()`), so readers see the old file or the new one, never a part, and a
 //! failed body stream leaves nothing behind. It passes filesync-core's `fs_conformance!` suite
 //! in headless Chromium, on a page and in a worker.
 //!
@@ -45,13 +45,11 @@
 //!   Chromium fails the rest of that read (a retryable `Error::Io`) instead of mixing versions.
 //! - Temporary entries `.<name>.tmp-<16 hex>` left by a tab closed mid-write stay on disk
 //!   (hidden from `list`) until their directory is removed.
-//! - Without `FileSystemHandle.move()` the writes go through `createWritable()` on the
+//! - Without `FileSystemFileHandle.move()` the writes go through `createWritable()` on the
 //!   target itself (its swap file keeps an existing file's change atomic, but a new file is
 //!   visible, empty, while it is written) and `rename` copies then removes.
 //!
 //! [Origin Private File System]: https://developer.mozilla.org/en-US/docs/Web/API/File_System_API/Origin_private_file_system
-
-#![cfg_attr(not(target_arch = "wasm32"), allow(unused_crate_dependencies))]
 
 #[cfg(target_arch = "wasm32")]
 mod js;

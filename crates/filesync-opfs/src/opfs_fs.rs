@@ -43,7 +43,7 @@ pub const DEFAULT_BASE: &str = "filesync";
 ///   one, never a part. If the body stream fails, the writable is aborted and the temporary
 ///   entry removed before `write` returns; if the write future is dropped part-way, the same
 ///   clean-up runs in a spawned task. Temporary entries never appear in [`FileSystem::list`].
-/// - Without `FileSystemHandle.move()` (older browsers) writes go straight into the target
+/// - Without `FileSystemFileHandle.move()` (older browsers) writes go straight into the target
 ///   through `createWritable()`, whose data only becomes visible on `close()` (a swap file), and
 ///   `rename` copies then removes. A new file is then visible (empty) while it is written.
 #[derive(Clone)]
@@ -150,7 +150,7 @@ impl OpfsFs {
         }
     }
 
-    /// Behave as in a browser without `FileSystemHandle.move()` (to test the fallback).
+    /// Behave as in a browser without `FileSystemFileHandle.move()` (to test the fallback).
     #[doc(hidden)]
     pub fn without_move(mut self) -> Self {
         self.use_move = false;
@@ -454,9 +454,49 @@ async fn discard(
     if let Some(writable) = writable {
         let _ = js::await_promise(writable.abort()).await;
     }
-    if remove {
-        let _ = remove_entry(dir, name).await;
+    if remove && let Err(e) = retry_while_locked(|| remove_entry(dir, name)).await {
+        tracing::warn!(entry = name, error = %js::describe(&e), "could not remove an unfinished write");
     }
+}
+
+/// `handle.move(dir, name)`, retried while the file is still locked by the writable that was
+/// just closed. `None` if the browser has no `move()`.
+async fn move_over(
+    handle: &FileSystemFileHandle,
+    dir: &FileSystemDirectoryHandle,
+    name: &str,
+) -> Option<std::result::Result<(), JsValue>> {
+    match js::move_file(handle, dir, name).await {
+        Some(Err(e)) if js::is_locked(&e) => Some(
+            retry_while_locked(|| async {
+                // `move()` existed a moment ago, so `None` cannot happen here.
+                js::move_file(handle, dir, name).await.unwrap_or(Ok(()))
+            })
+            .await,
+        ),
+        other => other,
+    }
+}
+
+/// Run `op` again (up to about 2 s in all) while it fails because the entry is still locked:
+/// the browser releases a writable's lock asynchronously, shortly after `close()`/`abort()`
+/// resolve, so a `removeEntry`/`move` right after them can fail with
+/// `NoModificationAllowedError` on a busy machine.
+async fn retry_while_locked<F, Fut>(mut op: F) -> std::result::Result<(), JsValue>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), JsValue>>,
+{
+    const ATTEMPTS: u64 = 12;
+    for attempt in 1.. {
+        match op().await {
+            Err(e) if attempt < ATTEMPTS && js::is_locked(&e) => {
+                filesync_core::rt::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+            }
+            done => return done,
+        }
+    }
+    Ok(())
 }
 
 /// The state of a streamed read: one `File` snapshot and the next offset.
@@ -544,17 +584,18 @@ impl FileSystem for OpfsFs {
         }
         let temp = temp_name(name);
         let (handle, len) = self.write_entry(&dir, &temp, true, path, body).await?;
-        match js::move_file(&handle, &dir, name).await {
+        let moved = move_over(&handle, &dir, name).await;
+        match moved {
             Some(Ok(())) => Ok(len),
             Some(Err(e)) => {
-                let _ = remove_entry(&dir, &temp).await;
+                let _ = retry_while_locked(|| remove_entry(&dir, &temp)).await;
                 Err(io("rename", path, &e, ErrorKind::IsADirectory))
             }
             None => {
                 // `open` found `move()`, so this does not happen; fail cleanly if it does.
-                let _ = remove_entry(&dir, &temp).await;
+                let _ = retry_while_locked(|| remove_entry(&dir, &temp)).await;
                 Err(Error::Unsupported {
-                    what: "FileSystemHandle.move()",
+                    what: "FileSystemFileHandle.move()",
                 })
             }
         }
@@ -584,10 +625,10 @@ impl FileSystem for OpfsFs {
                 "destination is a directory",
             ));
         }
-        if self.use_move {
-            if let Some(moved) = js::move_file(&source, &dir, to.file_name()).await {
-                return moved.map_err(|e| io("rename", from, &e, ErrorKind::IsADirectory));
-            }
+        if self.use_move
+            && let Some(moved) = move_over(&source, &dir, to.file_name()).await
+        {
+            return moved.map_err(|e| io("rename", from, &e, ErrorKind::IsADirectory));
         }
         // No `move()`: copy, then remove the source (not atomic across the two paths).
         let body = self.read(from).await?;

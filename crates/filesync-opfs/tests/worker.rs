@@ -67,6 +67,22 @@ async fn dropped_write_cleans_up() {
 }
 
 #[wasm_bindgen_test]
-async fn stress_failed_writes() {
-    common::stress_failed_writes().await;
+async fn move_is_detected() {
+    common::move_is_detected().await;
+}
+
+#[wasm_bindgen_test]
+async fn failed_writes_never_leave_entries() {
+    common::failed_writes_never_leave_entries().await;
+}
+
+#[wasm_bindgen_test]
+async fn crate_doc_example() {
+    common::crate_doc_example().await.expect("example");
+}
+
+#[wasm_bindgen_test]
+async fn replaced_mid_read_never_mixes() {
+    let outcome = common::replaced_mid_read_never_mixes().await;
+    wasm_bindgen_test::console_log!("replaced mid-read: {outcome}");
 }

@@ -230,30 +230,82 @@ pub async fn dropped_write_cleans_up() {
     fs.destroy().await.expect("destroy");
 }
 
-pub async fn stress_failed_writes() {
+/// Chromium has `move()` (on `FileSystemFileHandle.prototype`), so the atomic path is used.
+pub async fn move_is_detected() {
+    let fs = fresh().await;
+    assert!(format!("{fs:?}").contains("use_move: true"), "{fs:?}");
+    fs.destroy().await.expect("destroy");
+}
+
+/// Many failed writes in a row, with `move()` and without: none leaves an entry behind.
+pub async fn failed_writes_never_leave_entries() {
     for without_move in [false, true] {
         let mut fs = fresh().await;
         if without_move {
             fs = fs.without_move();
         }
-        assert!(
-            format!("{fs:?}").contains(&format!("use_move: {}", !without_move)),
-            "{fs:?}"
-        );
-        for i in 0..40 {
+        for i in 0..20 {
             let path = p(&format!("dir/fresh{i}"));
             fs.write(&path, failing_after(vec![1, 2, 3]))
                 .await
-                .expect_err("fail");
+                .expect_err("a failing body fails the write");
             assert!(
                 !fs.exists(&path).await.expect("exists"),
-                "iteration {i} {without_move}"
+                "iteration {i}, without move: {without_move}"
             );
+            let raw = raw_names(&fs, "dir").await;
             assert!(
-                raw_names(&fs, "dir").await.is_empty(),
-                "iteration {i} {without_move}: {:?}",
-                raw_names(&fs, "dir").await
+                raw.is_empty(),
+                "iteration {i}, without move: {without_move}: {raw:?}"
             );
         }
+        fs.destroy().await.expect("destroy");
     }
+}
+
+/// The example of the crate docs (which only compiles, not runs, as a native doctest).
+pub async fn crate_doc_example() -> filesync_core::Result<()> {
+    use filesync_core::fs::FileSystemExt;
+
+    let _persistent: bool = OpfsFs::request_persistence().await;
+    let fs = OpfsFs::open(&format!("filesync-doc-example/{}", fresh().await.base())).await?;
+    let path = LocalPath::parse("notes/hello.txt")?;
+    fs.write_bytes(&path, Bytes::from_static(b"hello")).await?;
+    assert_eq!(fs.read_bytes(&path).await?, &b"hello"[..]);
+    OpfsFs::open("filesync-doc-example").await?.destroy().await
+}
+
+/// A file replaced while it is being read: the reader gets old bytes or an error, never new bytes.
+pub async fn replaced_mid_read_never_mixes() -> String {
+    use futures::StreamExt;
+    let fs = fresh().await;
+    let old = pattern(3 * filesync_opfs::READ_CHUNK, 1);
+    let new = pattern(3 * filesync_opfs::READ_CHUNK, 2);
+    fs.write(&p("f"), chunked(old.clone(), 1 << 20))
+        .await
+        .expect("write old");
+    let mut stream = fs.read(&p("f")).await.expect("read");
+    let first = stream.next().await.expect("chunk").expect("first chunk");
+    assert_eq!(&first[..], &old[..first.len()]);
+    fs.write(&p("f"), chunked(new, 1 << 20))
+        .await
+        .expect("write new");
+    let mut got = first.to_vec();
+    let mut outcome = String::from("old content");
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => got.extend_from_slice(&chunk),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e:?}");
+                outcome = format!("error: {e} ({:?})", std::error::Error::source(&e));
+                break;
+            }
+        }
+    }
+    assert!(
+        old.starts_with(&got),
+        "the reader saw bytes of the new file"
+    );
+    fs.destroy().await.expect("destroy");
+    outcome
 }
