@@ -38,6 +38,8 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight at once during an upload.
 const PART_CONCURRENCY: usize = 2;
+/// Chunks queued for the hashing thread.
+const HASH_QUEUE: usize = 64;
 /// Read size when streaming a local file.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -239,13 +241,22 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
 }
 
 /// Stream `body` into `writer`, hashing as it goes: the length and SHA-256 of what arrived.
+/// The hash runs on a blocking thread fed through a bounded channel (the chunks are shared,
+/// not copied), so hashing overlaps receiving and writing.
 async fn stream_into(
     writer: &mut BufWriter,
     body: Body,
     limit: u64,
 ) -> Result<(u64, [u8; 32]), Reject> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        <[u8; 32]>::from(hasher.finalize())
+    });
     let mut stream = body.into_data_stream();
-    let mut hasher = Sha256::new();
     let mut len: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk: Bytes = chunk.map_err(|e| {
@@ -256,13 +267,19 @@ async fn stream_into(
         if len > limit {
             return Err((StatusCode::PAYLOAD_TOO_LARGE, "Too large"));
         }
-        hasher.update(&chunk);
+        if tx.send(chunk.clone()).await.is_err() {
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, "Hashing failed"));
+        }
         writer.put(chunk).await.map_err(|e| {
             tracing::error!(error = %e, "writing the upload failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Storage error")
         })?;
     }
-    Ok((len, hasher.finalize().into()))
+    drop(tx);
+    let sum = hashing
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Hashing failed"))?;
+    Ok((len, sum))
 }
 
 /// `"etag"`: object_store's etags are unquoted (WEAK-18).
