@@ -84,7 +84,9 @@ pub trait Store: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     /// The last position the relay acknowledged (`e0` if never synced). Synced events after it
     /// are pending: committed here, not yet ordered by the relay.
     async fn confirmed(&self) -> Result<EventSeq>;
-    /// Record that the relay acknowledged every event up to `seq` (at most the head).
+    /// Record that the relay acknowledged every event up to `seq` (at most the head). Their
+    /// numbers are final from then on: a rebase generation they carried is dropped (`e7r1`
+    /// becomes `e7`, as every other client numbers it).
     async fn confirm(&self, seq: EventSeq) -> Result<()>;
     /// Insert events other clients committed, which the relay ordered right after
     /// [`confirmed`](Store::confirmed), and move the confirmed position past them. Pending local
@@ -145,6 +147,8 @@ pub(crate) trait Tables {
     fn apply(&mut self, mutation: Mutation) -> Result<()>;
     fn log_after(&mut self, seq: EventSeq) -> Result<Vec<StoredEvent>>;
     fn truncate_after(&mut self, seq: EventSeq) -> Result<()>;
+    /// Drop the rebase generation of logged events up to `global`.
+    fn finalize_up_to(&mut self, global: u64) -> Result<()>;
     fn clear_files(&mut self) -> Result<()>;
     fn confirmed(&mut self) -> Result<EventSeq>;
     fn set_confirmed(&mut self, seq: EventSeq) -> Result<()>;
@@ -182,9 +186,16 @@ pub(crate) fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Resul
         }
         return Ok(false);
     }
+    // Still pending, now after the remote events: a new global number and the next rebase
+    // generation (`e{global}r{generation}`, SCH-3), until the relay acknowledges them.
     for p in &pending {
         seq += 1;
-        tables.append(EventSeq::global(seq), &p.event)?;
+        let renumbered = EventSeq {
+            global: seq,
+            client: 0,
+            rebase: p.seq.rebase + 1,
+        };
+        tables.append(renumbered, &p.event)?;
     }
     // The order changed: rebuild `files` from the whole log (a pure function of it).
     tables.clear_files()?;
@@ -200,6 +211,34 @@ pub(crate) fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Resul
         })?;
     }
     Ok(true)
+}
+
+/// The one implementation of [`Store::confirm`], shared by every store: move the confirmed
+/// position and make the acknowledged numbers final (no rebase generation), in the log and
+/// in the cursor.
+pub(crate) fn confirm_batch<T: Tables>(tables: &mut T, seq: EventSeq) -> Result<()> {
+    let (confirmed, head) = (tables.confirmed()?, tables.head()?);
+    check_confirm(seq, confirmed, head)?;
+    tables.set_confirmed(EventSeq::global(seq.global))?;
+    tables.finalize_up_to(seq.global)?;
+    let cursor = tables.cursor()?;
+    if let Some(value) = finalized_cursor(&cursor, seq.global) {
+        tables.apply(Mutation::PutCursor {
+            id: CURSOR_DOCUMENT_ID.to_owned(),
+            value,
+        })?;
+    }
+    Ok(())
+}
+
+/// `cursor` without its rebase generation, if it points at or before `confirmed`.
+fn finalized_cursor(cursor: &FileSyncCursor, confirmed: u64) -> Option<FileSyncCursor> {
+    let seq = cursor.last_event_sequence;
+    (seq.rebase != 0 && seq.global <= confirmed).then(|| {
+        let mut c = cursor.clone();
+        c.last_event_sequence.rebase = 0;
+        c
+    })
 }
 
 /// The one implementation of a commit, shared by every store: assign sequence numbers, check
@@ -248,7 +287,20 @@ pub(crate) fn commit_batch<T: Tables>(
                 ));
             }
         }
-        apply_event(tables, event)?;
+        match event {
+            // An engine that read an event before it was acknowledged may record the old
+            // (rebase-generation) number; the number is final now.
+            Event::FileSyncCursorSet(set)
+                if set.value.last_event_sequence.rebase != 0
+                    && let Some(value) =
+                        finalized_cursor(&set.value, tables.confirmed()?.global) =>
+            {
+                let mut set = set.clone();
+                set.value = value;
+                apply_event(tables, &Event::FileSyncCursorSet(set))?;
+            }
+            _ => apply_event(tables, event)?,
+        }
         assigned.push(seq);
     }
     *client_seq = (last_global, client);
@@ -311,6 +363,13 @@ impl Tables for MemoryTables {
         self.log.retain(|e| e.seq.global <= seq.global);
         Ok(())
     }
+    fn finalize_up_to(&mut self, global: u64) -> Result<()> {
+        for e in self.log.iter_mut().filter(|e| e.seq.global <= global) {
+            e.seq.rebase = 0;
+        }
+        Ok(())
+    }
+
     fn clear_files(&mut self) -> Result<()> {
         self.files.clear();
         Ok(())
@@ -436,9 +495,12 @@ impl Store for MemoryStore {
 
     async fn confirm(&self, seq: EventSeq) -> Result<()> {
         let mut guard = self.lock();
+        let mut next = guard.clone();
+        confirm_batch(&mut next, seq)?;
+        *guard = next;
         let head = guard.head()?;
-        check_confirm(seq, guard.confirmed, head)?;
-        guard.confirmed = EventSeq::global(seq.global);
+        drop(guard);
+        self.head.send_replace(head);
         Ok(())
     }
 

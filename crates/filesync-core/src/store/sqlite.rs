@@ -269,6 +269,17 @@ impl Tables for Tx<'_> {
             .map_err(store_err("rebase"))
     }
 
+    fn finalize_up_to(&mut self, global: u64) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE eventlog SET rebaseGeneration = 0 \
+                 WHERE seqGlobal <= ?1 AND rebaseGeneration <> 0",
+                [global as i64],
+            )
+            .map(drop)
+            .map_err(store_err("confirm"))
+    }
+
     fn clear_files(&mut self) -> Result<()> {
         self.0
             .execute("DELETE FROM files", [])
@@ -656,17 +667,20 @@ impl Store for SqliteStore {
     }
 
     async fn confirm(&self, seq: EventSeq) -> Result<()> {
-        self.with_conn(move |conn, _, path| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| sql_err("confirm", path, e))?;
-            let mut tx = Tx(tx);
-            let (confirmed, head) = (tx.confirmed()?, tx.head()?);
-            super::check_confirm(seq, confirmed, head)?;
-            tx.set_confirmed(EventSeq::global(seq.global))?;
-            tx.0.commit().map_err(|e| sql_err("confirm", path, e))
-        })
-        .await
+        let head = self
+            .with_conn(move |conn, _, path| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| sql_err("confirm", path, e))?;
+                let mut tx = Tx(tx);
+                super::confirm_batch(&mut tx, seq)?;
+                let head = tx.head()?;
+                tx.0.commit().map_err(|e| sql_err("confirm", path, e))?;
+                Ok(head)
+            })
+            .await?;
+        self.inner.head.send_replace(head);
+        Ok(())
     }
 
     async fn apply_remote(&self, events: Vec<Event>) -> Result<bool> {

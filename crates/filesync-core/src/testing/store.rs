@@ -573,20 +573,24 @@ pub async fn apply_remote_rebases_pending_events(store: Arc<dyn Store>) {
         .await
         .expect("apply");
     assert!(rebased);
-    let log: Vec<(u64, String)> = store
-        .events_after(EventSeq::ROOT, 100)
-        .await
-        .expect("events")
-        .into_iter()
-        .map(|e| (e.seq.global, e.event.name().to_owned()))
-        .collect();
+    let log = |store: Arc<dyn Store>| async move {
+        store
+            .events_after(EventSeq::ROOT, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.seq.to_string(), e.event.name().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    // The pending events come after the remote one, renumbered, with the next rebase
+    // generation while they are still pending.
     assert_eq!(
-        log,
+        log(Arc::clone(&store)).await,
         [
-            (1, "v1.FileCreated".to_owned()),
-            (2, "v1.FileUpdated".to_owned()),
-            (3, "v1.FileUpdated".to_owned()),
-            (4, "v1.FileCreated".to_owned()),
+            ("e1".to_owned(), "v1.FileCreated".to_owned()),
+            ("e2".to_owned(), "v1.FileUpdated".to_owned()),
+            ("e3r1".to_owned(), "v1.FileUpdated".to_owned()),
+            ("e4r1".to_owned(), "v1.FileCreated".to_owned()),
         ]
     );
     let x = store.file(&id("x")).await.expect("file").expect("row");
@@ -604,6 +608,42 @@ pub async fn apply_remote_rebases_pending_events(store: Arc<dyn Store>) {
         store.cursor().await.expect("cursor").last_event_sequence,
         EventSeq::global(1),
         "the cursor is rewound to the old confirmed position"
+    );
+    // Once the relay acknowledges them, their numbers are final: the generation is dropped.
+    store.confirm(EventSeq::global(3)).await.expect("confirm");
+    assert_eq!(
+        log(Arc::clone(&store))
+            .await
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect::<Vec<_>>(),
+        ["e1", "e2", "e3", "e4r1"]
+    );
+    let head = store.head().await.expect("head");
+    assert_eq!(*store.watch().borrow(), head);
+    // A cursor recorded at a pending number becomes final with it.
+    let pending = EventSeq {
+        global: 4,
+        client: 0,
+        rebase: 1,
+    };
+    store
+        .commit(vec![cursor_set(pending)])
+        .await
+        .expect("cursor");
+    store.confirm(EventSeq::global(4)).await.expect("confirm");
+    assert_eq!(
+        store.cursor().await.expect("cursor").last_event_sequence,
+        EventSeq::global(4)
+    );
+    // And one recorded late, after the confirmation, is stored final.
+    store
+        .commit(vec![cursor_set(pending)])
+        .await
+        .expect("cursor");
+    assert_eq!(
+        store.cursor().await.expect("cursor").last_event_sequence,
+        EventSeq::global(4)
     );
 }
 
