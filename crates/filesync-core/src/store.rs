@@ -138,20 +138,32 @@ pub fn subscribe(
     crate::rt::boxed_stream(stream)
 }
 
-/// The table operations [`commit_batch`] and [`rebase_batch`] need; implemented by each
-/// store's transaction.
-pub(crate) trait Tables {
+/// The table operations [`commit_batch`], [`rebase_batch`] and [`confirm_batch`] need:
+/// implemented by each store's transaction. A [`Store`] in another crate (the browser's
+/// IndexedDB store, say) implements this over its own transaction and calls those three
+/// functions, so every store numbers, materializes and rebases events the same way.
+pub trait Tables {
+    /// The `files` row of `id`.
     fn file(&mut self, id: &FileId) -> Result<Option<FileRecord>>;
+    /// The last logged event's position (`e0` when the log is empty).
     fn head(&mut self) -> Result<EventSeq>;
+    /// Log a synced event at `seq`.
     fn append(&mut self, seq: EventSeq, event: &Event) -> Result<()>;
+    /// Apply a materializer's mutation to the tables.
     fn apply(&mut self, mutation: Mutation) -> Result<()>;
+    /// Logged events after `seq` (by global position), in order.
     fn log_after(&mut self, seq: EventSeq) -> Result<Vec<StoredEvent>>;
+    /// Remove logged events after `seq` (by global position).
     fn truncate_after(&mut self, seq: EventSeq) -> Result<()>;
     /// Drop the rebase generation of logged events up to `global`.
     fn finalize_up_to(&mut self, global: u64) -> Result<()>;
+    /// Empty the `files` table.
     fn clear_files(&mut self) -> Result<()>;
+    /// The confirmed position.
     fn confirmed(&mut self) -> Result<EventSeq>;
+    /// Set the confirmed position.
     fn set_confirmed(&mut self, seq: EventSeq) -> Result<()>;
+    /// The cursor document (the default when none is stored).
     fn cursor(&mut self) -> Result<FileSyncCursor>;
 }
 
@@ -163,8 +175,9 @@ fn apply_event<T: Tables>(tables: &mut T, event: &Event) -> Result<()> {
     tables.apply(materialize(event, current.as_ref()))
 }
 
-/// The one implementation of [`Store::apply_remote`], shared by every store.
-pub(crate) fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Result<bool> {
+/// The one implementation of [`Store::apply_remote`], shared by every store. Run it inside
+/// one transaction and discard everything if it fails.
+pub fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Result<bool> {
     if let Some(e) = remote.iter().find(|e| !e.is_synced()) {
         return Err(Error::invalid(
             "remote event",
@@ -213,10 +226,10 @@ pub(crate) fn rebase_batch<T: Tables>(tables: &mut T, remote: &[Event]) -> Resul
     Ok(true)
 }
 
-/// The one implementation of [`Store::confirm`], shared by every store: move the confirmed
-/// position and make the acknowledged numbers final (no rebase generation), in the log and
+/// The one implementation of [`Store::confirm`], shared by every store (inside one
+/// transaction): move the confirmed position and make the acknowledged numbers final (no rebase generation), in the log and
 /// in the cursor.
-pub(crate) fn confirm_batch<T: Tables>(tables: &mut T, seq: EventSeq) -> Result<()> {
+pub fn confirm_batch<T: Tables>(tables: &mut T, seq: EventSeq) -> Result<()> {
     let (confirmed, head) = (tables.confirmed()?, tables.head()?);
     check_confirm(seq, confirmed, head)?;
     tables.set_confirmed(EventSeq::global(seq.global))?;
@@ -241,10 +254,11 @@ fn finalized_cursor(cursor: &FileSyncCursor, confirmed: u64) -> Option<FileSyncC
     })
 }
 
-/// The one implementation of a commit, shared by every store: assign sequence numbers, check
-/// invariants, log synced events and apply the materializers. The caller wraps it in its own
-/// transaction and discards everything if it fails.
-pub(crate) fn commit_batch<T: Tables>(
+/// The one implementation of [`Store::commit`], shared by every store: assign sequence
+/// numbers, check invariants, log synced events and apply the materializers. The caller wraps
+/// it in its own transaction and discards everything if it fails. `client_seq` is the store's
+/// in-memory `(last global, last client)` counter for client-only events (start at `(0, 0)`).
+pub fn commit_batch<T: Tables>(
     tables: &mut T,
     client_seq: &mut (u64, u64),
     events: &[Event],
