@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 mod demo;
@@ -90,6 +90,73 @@ fn setup(sh: &Shell) -> Result<()> {
         )
         .run()?;
     }
+    step("setup: Chromium and ChromeDriver from Debian (the browser tests)");
+    if Path::new("/usr/bin/chromium").is_file() && Path::new("/usr/bin/chromedriver").is_file() {
+        println!("already installed");
+    } else {
+        // As root directly; otherwise through sudo.
+        let root = cmd!(sh, "id -u").read()?.trim() == "0";
+        let apt = |args: &[&str]| -> Result<()> {
+            let (program, rest): (&str, Vec<&str>) = if root {
+                ("apt-get", args.to_vec())
+            } else {
+                ("sudo", [&["apt-get"], args].concat())
+            };
+            cmd!(sh, "{program} {rest...}")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .run()?;
+            Ok(())
+        };
+        apt(&["update"])?;
+        apt(&["install", "-y", "chromium", "chromium-driver"])?;
+    }
+    let version = wasm_bindgen_version()?;
+    step(&format!(
+        "setup: wasm-bindgen-cli {version} (the version Cargo.lock pins wasm-bindgen to)"
+    ));
+    let have = cmd!(sh, "wasm-bindgen-test-runner --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(version.as_str()) {
+        println!("already installed");
+    } else {
+        // Not `--locked`: its lock file names a webpki-roots release the registry lacks here.
+        cmd!(sh, "cargo install wasm-bindgen-cli --version {version}").run()?;
+    }
+    Ok(())
+}
+
+/// The `wasm-bindgen` version in Cargo.lock (the CLI must match it exactly).
+fn wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(project_root().join("Cargo.lock"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_owned());
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package")
+}
+
+/// Run a crate's wasm32 tests in headless Chromium through `wasm-bindgen-test-runner`.
+fn browser_tests(sh: &Shell, package: &str) -> Result<()> {
+    cmd!(
+        sh,
+        "cargo test -p {package} --target wasm32-unknown-unknown --tests"
+    )
+    .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+    .env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+        "wasm-bindgen-test-runner",
+    )
+    .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+    .run()?;
     Ok(())
 }
 
@@ -140,6 +207,8 @@ fn ci(sh: &Shell) -> Result<()> {
         step("tests (cargo test; install cargo-nextest for faster runs)");
         cmd!(sh, "cargo test --workspace --all-features --no-fail-fast").run()?;
     }
+    step("browser tests (filesync-opfs in headless Chromium: page and dedicated worker)");
+    browser_tests(sh, "filesync-opfs")?;
     step("docs (warnings are errors)");
     cmd!(sh, "cargo doc --workspace --no-deps --all-features")
         .env("RUSTDOCFLAGS", "-D warnings")
