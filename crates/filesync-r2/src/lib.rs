@@ -1,30 +1,5 @@
-//! `filesync-r2`: a small, dependable byte-proxy server for filesync. Clients ask the contract
-//! routes (`/api/v1/sign/upload`, ...) for a URL, and the URL points back at this server's file
-//! routes (`/livestore-filesync-files/<key>`), which stream the bytes to and from a bucket:
-//! a local directory by default, Cloudflare R2 or any S3-compatible store in production
-//! (both through [`object_store`]). The same server can serve the event relay, so one process
-//! with one data directory is a complete deployment.
-//!
-//! The URLs are the original `@livestore-filesync/r2` format: HMAC-SHA256 over
-//! `"<METHOD>\n<key>\n<exp>"`, valid for 900 s by default ([`signature`]).
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use filesync_core::server::{RouterConfig, Secret, serve, shutdown_signal};
-//! use filesync_r2::{Bucket, R2Config, R2Proxy, router};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let bucket = Bucket::local(std::path::Path::new("/var/lib/filesync"))?;
-//! let proxy = R2Proxy::new(
-//!     bucket,
-//!     R2Config::new("https://files.example.com".parse()?, Secret::new("a long random secret")),
-//! );
-//! let app = router(Arc::new(proxy), RouterConfig::default(), None);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-//! serve(listener, app, shutdown_signal()).await?;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
