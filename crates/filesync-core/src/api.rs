@@ -233,7 +233,11 @@ impl FileSyncBuilder {
                 engine.spawn_task(Engine::lead(Arc::downgrade(&engine), leadership));
             }
         }
-        Ok(FileSync { engine })
+        Ok(FileSync {
+            engine,
+            #[cfg(target_arch = "wasm32")]
+            object_urls: Default::default(),
+        })
     }
 }
 
@@ -245,6 +249,8 @@ impl FileSyncBuilder {
 #[derive(Debug, Clone)]
 pub struct FileSync {
     engine: Arc<Engine>,
+    #[cfg(target_arch = "wasm32")]
+    object_urls: object_urls::ObjectUrls,
 }
 
 impl FileSync {
@@ -445,6 +451,19 @@ impl FileSync {
         let Some(record) = engine.store.file(id).await? else {
             return Ok(None);
         };
+        #[cfg(target_arch = "wasm32")]
+        if engine.cas.contains(&record.content_hash).await? {
+            // An object URL of the local copy, one per content, revoked once the content is
+            // gone (WEAK-16).
+            self.object_urls.sweep(&engine.cas).await;
+            let mime = record.metadata().and_then(|m| m.mime_type);
+            let url = self
+                .object_urls
+                .get_or_create(&engine.cas, &record.content_hash, mime.as_deref())
+                .await?;
+            return Ok(Some(FileUrl::Local(url)));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
         if engine.cas.contains(&record.content_hash).await?
             && let Some(url) = self
                 .file_url(&engine.cas.path_of(&record.content_hash))
@@ -592,6 +611,115 @@ impl FileSync {
     /// Stop every task and transfer this instance started. Idempotent.
     pub async fn shutdown(&self) {
         self.engine.shutdown().await;
+        #[cfg(target_arch = "wasm32")]
+        self.object_urls.revoke_all();
+    }
+
+    /// In the browser: revoke an object URL [`resolve_file_url`](Self::resolve_file_url)
+    /// returned, once nothing displays it any more (they are also revoked when their content
+    /// is gone and on [`shutdown`](Self::shutdown)). Unknown URLs are ignored.
+    #[cfg(target_arch = "wasm32")]
+    pub fn revoke_file_url(&self, url: &str) {
+        self.object_urls.revoke(url);
+    }
+
+    /// In the browser: how many object URLs are live (for tests and diagnostics).
+    #[cfg(target_arch = "wasm32")]
+    pub fn live_object_urls(&self) -> usize {
+        self.object_urls.len()
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod object_urls {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use crate::cas::ContentStore;
+    use crate::types::ContentHash;
+    use crate::{Error, Result};
+
+    /// Object URLs of local content, one per content hash, so resolving a file again reuses
+    /// its URL instead of leaking a new one. Clones of a `FileSync` share them.
+    #[derive(Debug, Default, Clone)]
+    pub(super) struct ObjectUrls(Rc<RefCell<HashMap<ContentHash, String>>>);
+
+    fn js(what: &'static str, e: wasm_bindgen::JsValue) -> Error {
+        Error::Io {
+            op: what,
+            path: String::new(),
+            source: std::io::Error::other(format!("{e:?}")),
+        }
+    }
+
+    impl ObjectUrls {
+        pub(super) async fn get_or_create(
+            &self,
+            cas: &ContentStore,
+            hash: &ContentHash,
+            mime: Option<&str>,
+        ) -> Result<String> {
+            if let Some(url) = self.0.borrow().get(hash) {
+                return Ok(url.clone());
+            }
+            let path = cas.path_of(hash);
+            let blob = match cas.fs().blob(&path).await? {
+                Some(blob) => blob,
+                None => {
+                    let bytes = crate::fs::FileSystemExt::read_bytes(&**cas.fs(), &path).await?;
+                    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(&bytes[..]));
+                    let options = web_sys::BlobPropertyBag::new();
+                    if let Some(m) = mime {
+                        options.set_type(m);
+                    }
+                    web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
+                        .map_err(|e| js("create blob", e))?
+                }
+            };
+            let url = web_sys::Url::create_object_url_with_blob(&blob)
+                .map_err(|e| js("create object URL", e))?;
+            // Another resolve may have raced this one: keep the first, revoke ours.
+            let mut urls = self.0.borrow_mut();
+            if let Some(existing) = urls.get(hash) {
+                let _ = web_sys::Url::revoke_object_url(&url);
+                return Ok(existing.clone());
+            }
+            urls.insert(*hash, url.clone());
+            Ok(url)
+        }
+
+        /// Revoke the URLs of content that is no longer stored.
+        pub(super) async fn sweep(&self, cas: &ContentStore) {
+            let hashes: Vec<ContentHash> = self.0.borrow().keys().copied().collect();
+            for h in hashes {
+                if !cas.contains(&h).await.unwrap_or(true)
+                    && let Some(url) = self.0.borrow_mut().remove(&h)
+                {
+                    let _ = web_sys::Url::revoke_object_url(&url);
+                }
+            }
+        }
+
+        pub(super) fn revoke(&self, url: &str) {
+            self.0.borrow_mut().retain(|_, u| {
+                let keep = u != url;
+                if !keep {
+                    let _ = web_sys::Url::revoke_object_url(u);
+                }
+                keep
+            });
+        }
+
+        pub(super) fn revoke_all(&self) {
+            for (_, url) in self.0.borrow_mut().drain() {
+                let _ = web_sys::Url::revoke_object_url(&url);
+            }
+        }
+
+        pub(super) fn len(&self) -> usize {
+            self.0.borrow().len()
+        }
     }
 }
 

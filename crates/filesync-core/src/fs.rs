@@ -94,6 +94,14 @@ pub trait FileSystem: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     async fn list(&self, dir: &LocalPath) -> Result<Vec<DirEntry>>;
     /// Create a directory and its parents; existing directories are fine.
     async fn create_dir_all(&self, path: &LocalPath) -> Result<()>;
+
+    /// In the browser: the file as a `Blob` the browser reads itself (an OPFS `File` is backed
+    /// by disk), for `URL.createObjectURL` without copying the bytes into memory. `None` (the
+    /// default) makes callers build a Blob from [`read`](Self::read).
+    #[cfg(target_arch = "wasm32")]
+    async fn blob(&self, _path: &LocalPath) -> Result<Option<web_sys::Blob>> {
+        Ok(None)
+    }
 }
 
 /// Conveniences over any [`FileSystem`].

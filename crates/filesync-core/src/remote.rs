@@ -1,6 +1,6 @@
 //! Remote object storage, client side: [`RemoteStorage`] and the in-memory reference
-//! implementation [`MemoryRemote`], and [`SignerClient`] (native for now) that speaks the signer
-//! HTTP contract.
+//! implementation [`MemoryRemote`], and [`SignerClient`] that speaks the signer HTTP contract
+//! (natively and, over `fetch`, in the browser).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,12 +11,10 @@ use futures::StreamExt;
 
 use crate::fs::ByteStream;
 
-#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod signer;
 use crate::rt::{MaybeSend, MaybeSync};
 use crate::types::{ContentHash, ObjectKey};
 use crate::{Error, Result};
-#[cfg(not(target_arch = "wasm32"))]
 pub use signer::{SignerClient, SignerClientBuilder};
 
 /// What an upload declares about its body; a server may bind these into the signed request.

@@ -2,7 +2,8 @@
 //!
 //! Natively [`FileLock`] holds an OS lock on a file in the store directory, so two processes
 //! on one directory never both transfer, and the second takes over when the first exits or is
-//! killed (the OS releases the lock). The browser issue adds Web Locks behind [`Leadership`].
+//! killed (the OS releases the lock). In the browser `WebLock` uses the Web Locks API: one tab
+//! (or worker) of an origin leads, and the next takes over as soon as it closes.
 
 use async_trait::async_trait;
 
@@ -97,6 +98,93 @@ impl Leadership for AlwaysLeader {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::FileLock;
+#[cfg(target_arch = "wasm32")]
+pub use web::WebLock;
+
+#[cfg(target_arch = "wasm32")]
+mod web {
+    use async_trait::async_trait;
+    use futures::FutureExt;
+    use futures::channel::oneshot;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::*;
+
+    use super::{LeaderGuard, Leadership};
+    use crate::{Error, Result};
+
+    /// Leadership across the tabs and workers of one origin through the Web Locks API
+    /// (`navigator.locks.request(name, cb)`, WEAK-13): the lock is held until the guard is
+    /// dropped or the tab goes away, and the browser grants it to the next waiter at once.
+    /// Found through `globalThis`, so it works on a page and in a worker.
+    #[derive(Debug, Clone)]
+    pub struct WebLock {
+        name: String,
+    }
+
+    impl WebLock {
+        /// A lock named `name`, usually `filesync:<store id>`.
+        pub fn new(name: impl Into<String>) -> Self {
+            Self { name: name.into() }
+        }
+
+        /// The lock's name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+    }
+
+    fn js_err(what: &str, e: JsValue) -> Error {
+        Error::Io {
+            op: "web lock",
+            path: what.to_owned(),
+            source: std::io::Error::other(format!("{e:?}")),
+        }
+    }
+
+    #[async_trait(?Send)]
+    impl Leadership for WebLock {
+        async fn acquire(&self) -> Result<LeaderGuard> {
+            let locks = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+                .and_then(|n| js_sys::Reflect::get(&n, &"locks".into()))
+                .map_err(|e| js_err("navigator.locks", e))?;
+            if locks.is_undefined() {
+                return Err(Error::Unsupported {
+                    what: "the Web Locks API (navigator.locks)",
+                });
+            }
+            let request: js_sys::Function = js_sys::Reflect::get(&locks, &"request".into())
+                .map_err(|e| js_err("navigator.locks.request", e))?
+                .dyn_into()
+                .map_err(|e| js_err("navigator.locks.request", e))?;
+            let (granted_tx, granted_rx) = oneshot::channel::<()>();
+            let (release_tx, release_rx) = oneshot::channel::<()>();
+            // Called when the lock is granted; the lock is held until the promise it returns
+            // settles, which is when the guard drops `release_tx`.
+            let callback = Closure::once_into_js(move |_lock: JsValue| -> js_sys::Promise {
+                let _ = granted_tx.send(());
+                wasm_bindgen_futures::future_to_promise(async move {
+                    let _ = release_rx.await;
+                    Ok(JsValue::UNDEFINED)
+                })
+            });
+            let held = request
+                .call2(&locks, &JsValue::from_str(&self.name), &callback)
+                .map_err(|e| js_err(&self.name, e))?;
+            let held: js_sys::Promise = held.dyn_into().map_err(|e| js_err(&self.name, e))?;
+            // Settles when the lock is released or taken away (`steal`): leadership is lost.
+            let lost = wasm_bindgen_futures::JsFuture::from(held)
+                .map(drop)
+                .boxed_local();
+            granted_rx.await.map_err(|_| Error::Io {
+                op: "web lock",
+                path: self.name.clone(),
+                source: std::io::Error::other("the lock request ended before it was granted"),
+            })?;
+            tracing::debug!(name = %self.name, "became leader (web lock)");
+            Ok(LeaderGuard::with_loss(release_tx, lost))
+        }
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -175,12 +263,10 @@ use std::time::Duration;
 
 pub use crate::contract::{PushOutcome, RelayEvent};
 
-#[cfg(not(target_arch = "wasm32"))]
 mod http;
 use crate::Error;
 use crate::contract::{AppendDecision, decide_append};
 use crate::types::StoreId;
-#[cfg(not(target_arch = "wasm32"))]
 pub use http::HttpRelay;
 
 /// Moves events between devices through a relay that totally orders each store's events.

@@ -1,6 +1,8 @@
 //! [`SignerClient`]: [`RemoteStorage`] over the signer HTTP contract (SGN-1..7), so it works
-//! with this project's servers and the original TypeScript ones. Native now; built on reqwest
-//! so the browser issue can use its wasm32 backend.
+//! with this project's servers and the original TypeScript ones. Built on reqwest: hyper +
+//! rustls natively, the browser's `fetch` on wasm32 (where upload bodies are collected before
+//! sending, because `fetch` takes no streamed request body without HTTP/2, and timeouts apply
+//! per request).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+#[cfg(not(target_arch = "wasm32"))]
+use reqwest::header::CONTENT_LENGTH;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::{Download, RemoteStorage, UploadRequest};
 use crate::contract::{
@@ -73,9 +77,13 @@ impl SignerClientBuilder {
                 .map_err(|_| Error::invalid("header value", format!("for {name}")))?;
             headers.insert(name, value);
         }
+        #[cfg(not(target_arch = "wasm32"))]
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
+            .read_timeout(self.read_timeout);
+        #[cfg(target_arch = "wasm32")]
+        let http = reqwest::Client::builder();
+        let http = http
             .build()
             .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
         Ok(SignerClient {
@@ -101,9 +109,13 @@ pub struct SignerClient {
 
 /// A transport failure (no HTTP status): always retryable.
 pub(crate) fn network(what: &str, e: &reqwest::Error) -> Error {
+    #[cfg(not(target_arch = "wasm32"))]
+    let connect = e.is_connect();
+    #[cfg(target_arch = "wasm32")]
+    let connect = false;
     let why = if e.is_timeout() {
         "timed out"
-    } else if e.is_connect() {
+    } else if connect {
         "connection failed"
     } else {
         "network error"
@@ -254,21 +266,29 @@ impl SignerClient {
     }
 }
 
-#[async_trait]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl RemoteStorage for SignerClient {
     async fn upload(&self, request: UploadRequest, body: ByteStream) -> Result<()> {
         let mut signed = self.sign_upload(&request).await?;
         if !fresh(&signed.expires_at) {
             signed = self.sign_upload(&request).await?; // expired on arrival: sign again
         }
+        #[allow(unused_mut)] // wasm32 adds nothing
         let mut headers = signed_headers(&signed.headers)?;
-        // A streamed body needs an explicit length (S3 refuses chunked uploads).
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(request.content_length));
         let method = match signed.method {
             UploadMethod::Put => reqwest::Method::PUT,
             UploadMethod::Post => reqwest::Method::POST,
         };
-        let body = reqwest::Body::wrap_stream(body.map(|r| r.map_err(std::io::Error::other)));
+        #[cfg(not(target_arch = "wasm32"))]
+        let body = {
+            // A streamed body needs an explicit length (S3 refuses chunked uploads).
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(request.content_length));
+            reqwest::Body::wrap_stream(body.map(|r| r.map_err(std::io::Error::other)))
+        };
+        // fetch() sets Content-Length itself (a forbidden header) and takes no stream here.
+        #[cfg(target_arch = "wasm32")]
+        let body = crate::fs::collect_stream(body).await?;
         let resp = self
             .http
             .request(method, &signed.url)

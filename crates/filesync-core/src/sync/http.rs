@@ -30,8 +30,11 @@ impl HttpRelay {
                 format!("{base:?} must start with http:// or https://"),
             ));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        #[cfg(not(target_arch = "wasm32"))]
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        #[cfg(target_arch = "wasm32")]
+        let http = reqwest::Client::builder();
+        let http = http
             .build()
             .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
         Ok(Self { http, base, token })
@@ -86,7 +89,8 @@ fn status_err(what: &str, status: StatusCode, body: &str) -> Error {
     crate::remote::signer::status_error(&format!("relay {what}"), status, body)
 }
 
-#[async_trait]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl EventExchange for HttpRelay {
     async fn push(&self, store: &StoreId, batch: Vec<RelayEvent>) -> Result<PushOutcome> {
         let resp = self
