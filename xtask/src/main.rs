@@ -207,7 +207,7 @@ fn ci(sh: &Shell) -> Result<()> {
         step("tests (cargo test; install cargo-nextest for faster runs)");
         cmd!(sh, "cargo test --workspace --all-features --no-fail-fast").run()?;
     }
-    step("browser tests (filesync-opfs in headless Chromium: page and dedicated worker)");
+    step("browser tests (OpfsFs and IdbStore in headless Chromium: page and dedicated worker)");
     browser_tests(sh, "filesync-opfs")?;
     step("docs (warnings are errors)");
     cmd!(sh, "cargo doc --workspace --no-deps --all-features")

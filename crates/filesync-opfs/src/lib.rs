@@ -1,7 +1,8 @@
 //! `OpfsFs`: the browser's [Origin Private File System] (OPFS) as a
-//! [`filesync_core::fs::FileSystem`], for `wasm32-unknown-unknown`.
+//! [`filesync_core::fs::FileSystem`], and `IdbStore`: IndexedDB as a
+//! [`filesync_core::store::Store`], for `wasm32-unknown-unknown`.
 //!
-//! It works on a page and in a dedicated worker, streams reads and writes in chunks of about
+//! `OpfsFs` works on a page and in a dedicated worker, streams reads and writes in chunks of about
 //! 1 MiB (memory stays bounded whatever the file size), and writes atomically: the body goes
 //! into a hidden temporary entry next to the target, which is then moved over it
 //! (`FileSystemFileHandle.move()`), so readers see the old file or the new one, never a part, and a
@@ -24,6 +25,29 @@
 //! let path = LocalPath::parse("notes/hello.txt")?;
 //! fs.write_bytes(&path, Bytes::from_static(b"hello")).await?;
 //! assert_eq!(fs.read_bytes(&path).await?, &b"hello"[..]);
+//! # Ok(())
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! # `IdbStore`
+//!
+//! [`IdbStore`] is the browser's [`filesync_core::store::Store`]: the event log and its
+//! materialized tables in one IndexedDB database (object stores named after the SQLite store's
+//! tables). It loads the database into memory on open and serves reads from there; every
+//! write runs filesync-core's shared `commit_batch` / `rebase_batch` / `confirm_batch` and
+//! persists exactly the rows it changed in one read-write transaction before memory (and
+//! `watch`) change. It passes filesync-core's `store_conformance!` suite in headless
+//! Chromium, on a page and in a worker. One tab (the leader) may write a database at a time.
+//!
+//! ```
+//! # #[cfg(target_arch = "wasm32")]
+//! # async fn example() -> filesync_core::Result<()> {
+//! use filesync_core::store::Store;
+//! use filesync_opfs::IdbStore;
+//!
+//! let store = IdbStore::open("filesync").await?;
+//! println!("client {} at {}", store.client_id().await?, store.head().await?);
 //! # Ok(())
 //! # }
 //! # fn main() {}
@@ -52,9 +76,15 @@
 //! [Origin Private File System]: https://developer.mozilla.org/en-US/docs/Web/API/File_System_API/Origin_private_file_system
 
 #[cfg(target_arch = "wasm32")]
+mod idb;
+#[cfg(target_arch = "wasm32")]
+mod idb_store;
+#[cfg(target_arch = "wasm32")]
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod opfs_fs;
 
+#[cfg(target_arch = "wasm32")]
+pub use idb_store::{DEFAULT_DATABASE, IDB_SCHEMA_VERSION, IdbStore};
 #[cfg(target_arch = "wasm32")]
 pub use opfs_fs::{DEFAULT_BASE, OpfsFs, READ_CHUNK, WRITE_CHUNK};

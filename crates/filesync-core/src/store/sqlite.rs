@@ -387,14 +387,24 @@ fn cursor_of(conn: &Connection) -> Result<FileSyncCursor> {
 }
 
 fn head_of(conn: &Connection) -> Result<EventSeq> {
-    let g: Option<i64> = conn
-        .query_row("SELECT MAX(seqGlobal) FROM eventlog", [], |r| r.get(0))
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT seqGlobal, rebaseGeneration FROM eventlog ORDER BY seqGlobal DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
         .map_err(|e| Error::Store {
             op: "read",
             retryable: false,
             source: Box::new(e),
         })?;
-    Ok(EventSeq::global(g.unwrap_or(0).max(0) as u64))
+    let (global, rebase) = row.unwrap_or((0, 0));
+    Ok(EventSeq {
+        global: global.max(0) as u64,
+        client: 0,
+        rebase: rebase.max(0) as u64,
+    })
 }
 
 /// Refuse files that are not SQLite before SQLite touches them.

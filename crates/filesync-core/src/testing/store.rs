@@ -593,6 +593,11 @@ pub async fn apply_remote_rebases_pending_events(store: Arc<dyn Store>) {
             ("e4r1".to_owned(), "v1.FileCreated".to_owned()),
         ]
     );
+    assert_eq!(
+        store.head().await.expect("head").to_string(),
+        "e4r1",
+        "the head is the last event's number, generation included"
+    );
     let x = store.file(&id("x")).await.expect("file").expect("row");
     assert_eq!(
         x.content_hash,
