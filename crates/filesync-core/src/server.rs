@@ -334,6 +334,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 struct AppState<S> {
     signer: Arc<S>,
     relay: Option<Arc<dyn EventLog>>,
+    fallback: Option<Router>,
     config: RouterConfig,
     base: String,
     tokens: Tokens,
@@ -352,11 +353,23 @@ pub fn router_with_relay<S: ObjectSigner>(
     config: RouterConfig,
     relay: Option<Arc<dyn EventLog>>,
 ) -> Router {
+    router_with_fallback(signer, config, relay, None)
+}
+
+/// [`router_with_relay`], handing requests outside the base path to `fallback` (e.g. a
+/// static-file service for a web app) instead of answering 404.
+pub fn router_with_fallback<S: ObjectSigner>(
+    signer: Arc<S>,
+    config: RouterConfig,
+    relay: Option<Arc<dyn EventLog>>,
+    fallback: Option<Router>,
+) -> Router {
     let base = config.base_path.trim_end_matches('/').to_owned();
     let tokens = Tokens::new(&config.tokens);
     let state = Arc::new(AppState {
         signer,
         relay,
+        fallback,
         config,
         base,
         tokens,
@@ -453,7 +466,18 @@ async fn dispatch<S: ObjectSigner>(
     body: Body,
 ) -> Response {
     let Some(rest) = under(&state.base, uri.path()) else {
-        return StatusCode::NOT_FOUND.into_response(); // not ours
+        // Not ours: the fallback's, if there is one.
+        let Some(fallback) = &state.fallback else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let mut request = axum::http::Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        return match tower::ServiceExt::oneshot(fallback.clone(), request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
     };
     let mut response = match route(&state, &method, rest, &uri, &headers, body).await {
         Ok(r) => r,

@@ -13,7 +13,7 @@ use filesync_core::Error;
 use filesync_core::contract::UploadMethod;
 use filesync_core::server::{
     EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
-    router_with_relay,
+    router_with_fallback,
 };
 use filesync_core::types::{ObjectKey, Timestamp};
 
@@ -181,8 +181,19 @@ impl ObjectSigner for R2Proxy {
 /// `Cross-Origin-Resource-Policy: cross-origin`).
 pub fn router(
     proxy: Arc<R2Proxy>,
+    config: RouterConfig,
+    relay: Option<Arc<dyn EventLog>>,
+) -> Router {
+    router_with_static(proxy, config, relay, None)
+}
+
+/// [`router`], also serving the files under `static_dir` (e.g. a web app built for wasm32) at
+/// every path outside the base path and the file routes (`index.html` for directories).
+pub fn router_with_static(
+    proxy: Arc<R2Proxy>,
     mut config: RouterConfig,
     relay: Option<Arc<dyn EventLog>>,
+    static_dir: Option<&std::path::Path>,
 ) -> Router {
     config.cors_methods = "GET, POST, PUT, DELETE, OPTIONS".into();
     config.cross_origin_resource_policy = Some("cross-origin".into());
@@ -206,5 +217,10 @@ pub fn router(
                 },
             ),
         );
-    files.merge(router_with_relay(proxy, config, relay))
+    let fallback = static_dir.map(|dir| {
+        Router::new().fallback_service(
+            tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+        )
+    });
+    files.merge(router_with_fallback(proxy, config, relay, fallback))
 }

@@ -623,3 +623,64 @@ async fn two_engines_sync_through_the_proxy_and_relay() {
         sync.shutdown().await;
     }
 }
+
+/// `router_with_static`: a web app's files are served outside `/api` and the file routes,
+/// which keep working; a missing static file is 404.
+#[tokio::test]
+async fn static_files_beside_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "<h1>app</h1>").unwrap();
+    std::fs::write(web.path().join("app.js"), "console.log(1)").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = Arc::new(R2Proxy::new(
+        Bucket::local(dir.path()).unwrap(),
+        R2Config::new(
+            format!("http://{addr}").parse().unwrap(),
+            Secret::new("static-test-secret-000"),
+        ),
+    ));
+    let app = filesync_r2::router_with_static(
+        Arc::clone(&proxy),
+        RouterConfig::default(),
+        None,
+        Some(web.path()),
+    );
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, std::future::pending()).await.unwrap();
+    }));
+    let http = reqwest::Client::new();
+    let index = http.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.text().await.unwrap(), "<h1>app</h1>");
+    let js = http
+        .get(format!("http://{addr}/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.headers()["content-type"], "text/javascript");
+    assert_eq!(
+        http.get(format!("http://{addr}/missing.css"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let health = http
+        .get(format!("http://{addr}/api/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let signed = proxy
+        .sign_upload(&spec("s/x", b"x"), LIFE, Timestamp::now())
+        .await
+        .unwrap();
+    let mut req = http.put(&signed.url).body("x");
+    for (h, v) in &signed.headers {
+        req = req.header(h, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
+}

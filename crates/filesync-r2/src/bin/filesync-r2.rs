@@ -10,7 +10,9 @@ use clap::Parser;
 use filesync_core::server::{
     EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant, serve, shutdown_signal,
 };
-use filesync_r2::{Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, S3Bucket, router};
+use filesync_r2::{
+    Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, S3Bucket, router_with_static,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,6 +68,9 @@ struct Args {
     /// Do not serve the event relay.
     #[arg(long, env = "FILESYNC_NO_RELAY", conflicts_with = "relay_db")]
     no_relay: bool,
+    /// Also serve the files in this directory (a web app) outside /api and the file routes.
+    #[arg(long, env = "FILESYNC_STATIC_DIR")]
+    static_dir: Option<PathBuf>,
     /// Origins allowed credentialed CORS (comma-separated); none: `*`.
     #[arg(
         long = "allowed-origin",
@@ -231,6 +236,15 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     let bucket = bucket(&args)?;
+    let static_dir = args.static_dir.clone();
+    if let Some(dir) = &static_dir
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "--static-dir: {} is not a directory",
+            dir.display()
+        ));
+    }
     let secret = signing_secret(&args)?;
     let relay_path = match (&args.relay_db, &args.data_dir) {
         _ if args.no_relay => None,
@@ -285,7 +299,8 @@ async fn run(args: Args) -> Result<(), String> {
     );
     let proxy = Arc::new(R2Proxy::new(bucket, r2));
     println!("listening on {addr}");
-    serve(listener, router(proxy, config, relay), shutdown_signal())
+    let app = router_with_static(proxy, config, relay, static_dir.as_deref());
+    serve(listener, app, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
