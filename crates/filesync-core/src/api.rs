@@ -220,6 +220,7 @@ impl FileSyncBuilder {
         });
         match self.leadership {
             None => {
+                engine.set_leader(true);
                 if let Err(e) = engine.run_sync_loop().await {
                     engine.emit(SyncEvent::SyncError {
                         error: e.to_string(),
@@ -569,6 +570,12 @@ impl FileSync {
     /// Whether the remote was reachable at the last probe (API-11); always true local-only.
     pub fn is_online(&self) -> bool {
         self.engine.is_online()
+    }
+
+    /// Whether this engine is the leader of its store now: the one that follows events,
+    /// transfers and exchanges with the relay (ENG-15..17). Others only save and read.
+    pub fn is_leader(&self) -> bool {
+        self.engine.is_leader()
     }
 
     /// Wait until the engine has processed every file event in the store and no transfer is

@@ -785,6 +785,10 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     let (a, store) = open(lock()).await;
     eventually("A leads", || async { remote.calls("health") > 0 }).await;
     let (b, _) = open(lock()).await;
+    assert!(
+        a.is_leader() && !b.is_leader(),
+        "is_leader reports the election"
+    );
     // B is a follower: it can save, but A (the leader) uploads.
     let first = b
         .save_file(text("b1", "saved by the follower"))
@@ -817,6 +821,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     })
     .await;
     assert_eq!(remote.calls("upload"), 2);
+    assert!(b.is_leader());
     b.shutdown().await;
 }
 

@@ -104,6 +104,8 @@ pub(crate) struct Engine {
     pub(crate) executor: Mutex<Option<Arc<Executor>>>,
     online: AtomicBool,
     stopped: AtomicBool,
+    /// Whether this engine currently holds leadership (always, without a `Leadership`).
+    leader: AtomicBool,
     stream: Mutex<StreamState>,
     stream_attempts: AtomicU32,
     /// Asks the running stream to re-subscribe from the stored cursor at its next batch
@@ -222,6 +224,7 @@ impl Engine {
             executor: Mutex::new(None),
             online: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
             stream: Mutex::default(),
             stream_attempts: AtomicU32::new(0),
             stream_restart: tokio::sync::Notify::new(),
@@ -252,6 +255,14 @@ impl Engine {
     pub(crate) fn emit(&self, event: SyncEvent) {
         tracing::trace!(event = event.kind(), "filesync event");
         let _ = self.events.send(event);
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Release);
     }
 
     pub(crate) fn is_online(&self) -> bool {
@@ -322,6 +333,7 @@ impl Engine {
                 if engine.stopped.load(Ordering::Acquire) {
                     return;
                 }
+                engine.set_leader(true);
                 if let Err(e) = engine.run_sync_loop().await {
                     engine.emit(SyncEvent::SyncError {
                         error: e.to_string(),
@@ -338,6 +350,7 @@ impl Engine {
     /// ENG-17: pause, interrupt in-flight transfers and reset them to `queued`, stop the stream
     /// and the leader-only loops.
     pub(crate) async fn step_down(&self) {
+        self.set_leader(false);
         let tasks: Vec<Task> = lock(&self.leader_tasks).drain(..).collect();
         for t in tasks {
             t.shutdown().await;
