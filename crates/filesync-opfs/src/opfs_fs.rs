@@ -647,6 +647,23 @@ impl FileSystem for OpfsFs {
             .map_err(|e| io("remove", path, &e, ErrorKind::Other))
     }
 
+    /// The file's `File` (a disk-backed `Blob`): object URLs of local content need no copy.
+    async fn blob(&self, path: &LocalPath) -> Result<Option<web_sys::Blob>> {
+        let handle = match self
+            .lookup(path)
+            .await
+            .map_err(|e| io("open", path, &e, ErrorKind::NotADirectory))?
+        {
+            Found::File(h) => h,
+            Found::Dir | Found::Missing => return Ok(None),
+        };
+        match js::await_promise(handle.get_file()).await {
+            Ok(f) => Ok(Some(f.unchecked_into())),
+            Err(e) if js::is_not_found(&e) => Ok(None),
+            Err(e) => Err(io("open", path, &e, ErrorKind::Other)),
+        }
+    }
+
     async fn stat(&self, path: &LocalPath) -> Result<Option<FileStat>> {
         let handle = match self
             .lookup(path)

@@ -57,6 +57,11 @@ async fn write_then_stat_reports_size_and_time() {
 }
 
 #[wasm_bindgen_test]
+async fn blob_is_the_file() {
+    common::blob_is_the_file().await;
+}
+
+#[wasm_bindgen_test]
 async fn write_over_directory_fails() {
     common::write_over_directory_fails().await;
 }

@@ -309,3 +309,25 @@ pub async fn replaced_mid_read_never_mixes() -> String {
     fs.destroy().await.expect("destroy");
     outcome
 }
+
+/// `blob()` hands out the file itself (a disk-backed `Blob` with the written bytes, no copy
+/// through wasm memory); missing files and directories give `None`.
+pub async fn blob_is_the_file() {
+    let fs = fresh().await;
+    let data = pattern(300_000, 7);
+    fs.write(&p("s/b"), chunked(data.clone(), 4096))
+        .await
+        .expect("write");
+    let blob = fs
+        .blob(&p("s/b"))
+        .await
+        .expect("blob")
+        .expect("a blob for a file");
+    assert_eq!(blob.size() as usize, data.len());
+    let buf = wasm_bindgen_futures::JsFuture::from(blob.array_buffer())
+        .await
+        .expect("array buffer");
+    assert_eq!(js_sys::Uint8Array::new(&buf).to_vec(), data.to_vec());
+    assert!(fs.blob(&p("s/none")).await.expect("blob").is_none());
+    assert!(fs.blob(&p("s")).await.expect("blob").is_none());
+}
