@@ -100,6 +100,47 @@ impl Drop for Server {
     }
 }
 
+/// `cargo xtask demo --web`: build the web demo, serve it with `filesync-r2` on a temporary
+/// data directory, print its URL, and run until Ctrl-C.
+pub fn web(sh: &Shell) -> Result<()> {
+    let site = crate::build_web(sh)?;
+    cmd!(sh, "cargo build --quiet -p filesync-r2").run()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    let tmp = TempDir::new("web-demo")?;
+    on_interrupt(tmp.0.clone())?;
+    let port = std::env::var("FILESYNC_DEMO_PORT").unwrap_or_else(|_| "8787".into());
+    let mut child = Command::new(target.join("debug").join("filesync-r2"))
+        .arg("--data-dir")
+        .arg(tmp.0.join("server"))
+        .arg("--static-dir")
+        .arg(&site)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting filesync-r2")?;
+    SERVER_PID.store(child.id(), Ordering::SeqCst);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("the server's stdout")?)
+        .read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("the server printed {line:?}"))?
+        .to_owned();
+    step("web demo: open this in a browser (several tabs: one leads, the others follow)");
+    println!("http://{addr}/?store={STORE}&token={TOKEN}");
+    println!(
+        "CLI client: filesync --dir DIR --server http://{addr}/api --token {TOKEN} --store {STORE} sync"
+    );
+    println!("Ctrl-C stops the server and removes {}", tmp.0.display());
+    let status = child.wait()?;
+    ensure!(status.success(), "filesync-r2 exited with {status}");
+    Ok(())
+}
+
 /// One CLI client: its own directory (files + SQLite store).
 struct Client<'a> {
     name: &'static str,

@@ -32,10 +32,14 @@ fn main() -> Result<()> {
         ["bench", "relay"] => bench_relay(&sh),
         ["bench", "r2"] => bench_r2(&sh),
         ["demo"] => demo::demo(&sh),
+        ["demo", "--web"] => demo::web(&sh),
+        ["web"] => build_web(&sh).map(drop),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | ci | setup | bench [hash|relay|r2] | tidy>\n\n\
-                 demo   two CLI clients sync through filesync-r2 (local-disk bucket, SQLite relay)\n\
+                "usage: cargo xtask <demo [--web] | web | ci | setup | bench [hash|relay|r2] | tidy>\n\n\
+                 demo   two CLI clients sync through filesync-r2 (local-disk bucket, SQLite relay);\n\
+                        demo --web: serve the web demo on filesync-r2 and print its URL\n\
+                 web    build the web demo into target/web\n\
                  ci     install what the tests need, then fmt, clippy, tests, wasm32 build, docs\n\
                  setup  only install what the tests need (idempotent)\n\
                  bench  hash: SHA-256 and content-store throughput vs openssl/sha256sum and dd;\n\
@@ -129,7 +133,7 @@ fn setup(sh: &Shell) -> Result<()> {
 }
 
 /// The `wasm-bindgen` version in Cargo.lock (the CLI must match it exactly).
-fn wasm_bindgen_version() -> Result<String> {
+pub(crate) fn wasm_bindgen_version() -> Result<String> {
     let lock = std::fs::read_to_string(project_root().join("Cargo.lock"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
@@ -182,10 +186,10 @@ fn ci(sh: &Shell) -> Result<()> {
         "cargo clippy --workspace --all-targets --all-features -- -D warnings"
     )
     .run()?;
-    step("clippy (wasm32: filesync-core, filesync-opfs)");
+    step("clippy (wasm32: filesync-core, filesync-opfs, the web demo)");
     cmd!(
         sh,
-        "cargo clippy -p filesync-core -p filesync-opfs --target wasm32-unknown-unknown --all-features -- -D warnings"
+        "cargo clippy -p filesync-core -p filesync-opfs -p filesync-web --target wasm32-unknown-unknown --all-features -- -D warnings"
     )
     .run()?;
     step("build filesync-core for wasm32-unknown-unknown");
@@ -416,6 +420,37 @@ fn bench_relay(sh: &Shell) -> Result<()> {
     )
     .run()?;
     Ok(())
+}
+
+/// Build the web demo: `filesync-web` for wasm32 (release), its JS glue with the
+/// `wasm-bindgen` CLI (installed by `setup`), and the static page, into `target/web`.
+fn build_web(sh: &Shell) -> Result<PathBuf> {
+    step("web: building examples/web for wasm32 and its bindings");
+    cmd!(
+        sh,
+        "cargo build --release -p filesync-web --target wasm32-unknown-unknown"
+    )
+    .run()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let wasm = target.join("wasm32-unknown-unknown/release/filesync_web.wasm");
+    let out = target.join("web");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    for entry in std::fs::read_dir(project_root().join("examples/web/static"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), out.join(entry.file_name()))?;
+    }
+    let pkg = out.join("pkg");
+    cmd!(
+        sh,
+        "wasm-bindgen --target web --no-typescript --out-dir {pkg} {wasm}"
+    )
+    .run()
+    .context("wasm-bindgen failed: `cargo xtask setup` installs the CLI")?;
+    println!("web: the page is in {}", out.display());
+    Ok(out)
 }
 
 fn bench_r2(sh: &Shell) -> Result<()> {
