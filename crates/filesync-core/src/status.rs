@@ -129,6 +129,11 @@ impl ActiveTransfers {
         self.entries.insert(progress.file_id.clone(), progress);
     }
 
+    /// The progress of `file_id`'s transfer, if one is in flight.
+    pub fn get(&self, file_id: &FileId) -> Option<&TransferProgress> {
+        self.entries.get(file_id)
+    }
+
     /// Forget a transfer (completed or failed).
     pub fn remove(&mut self, file_id: &FileId) {
         self.entries.remove(file_id);

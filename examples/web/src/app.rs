@@ -12,10 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use filesync_core::FileSync;
 use filesync_core::api::{DisplayState, FileUrl};
+use filesync_core::events::SyncEvent;
 use filesync_core::fs::ByteStream;
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
 use filesync_core::schema::TransferStatus;
+use filesync_core::status::{ActiveTransfers, percent};
 use filesync_core::sync::{HttpRelay, WebLock};
 use filesync_core::types::{ContentHash, FileId, StoreId};
 use filesync_opfs::{IdbStore, OpfsFs};
@@ -53,6 +55,8 @@ struct App {
     shown: RefCell<HashMap<FileId, String>>,
     /// MIME types of local content (from its sidecar, as `read_file` reports it).
     mimes: RefCell<HashMap<ContentHash, String>>,
+    /// Transfers in flight, fed by the engine's progress events (API-23).
+    transfers: RefCell<ActiveTransfers>,
 }
 
 async fn run() -> AppResult<()> {
@@ -92,7 +96,9 @@ async fn run() -> AppResult<()> {
         doc,
         shown: RefCell::new(HashMap::new()),
         mimes: RefCell::new(HashMap::new()),
+        transfers: RefCell::new(ActiveTransfers::default()),
     });
+    follow_progress(&app);
     wire_picker(&app)?;
     wire_drop(&app)?;
     loop {
@@ -101,6 +107,27 @@ async fn run() -> AppResult<()> {
         }
         filesync_core::rt::sleep(REFRESH).await;
     }
+}
+
+/// Keep `app.transfers` up to date from the engine's events.
+fn follow_progress(app: &Rc<App>) {
+    use futures::StreamExt;
+    let app = Rc::clone(app);
+    let mut events = Box::pin(app.sync.events());
+    wasm_bindgen_futures::spawn_local(async move {
+        while let Some(event) = events.next().await {
+            let mut t = app.transfers.borrow_mut();
+            match event {
+                SyncEvent::UploadProgress { progress, .. }
+                | SyncEvent::DownloadProgress { progress, .. } => t.update(progress),
+                SyncEvent::UploadComplete { file_id, .. }
+                | SyncEvent::UploadError { file_id, .. }
+                | SyncEvent::DownloadComplete { file_id, .. }
+                | SyncEvent::DownloadError { file_id, .. } => t.remove(&file_id),
+                _ => {}
+            }
+        }
+    });
 }
 
 fn set_text(doc: &Document, id: &str, text: &str) {
@@ -261,10 +288,10 @@ impl App {
             } else {
                 "offline"
             },
-            if busy == 0 {
-                "idle".to_owned()
-            } else {
-                format!("{busy} transfers")
+            match (busy, self.transfers.borrow().total().percent) {
+                (0, _) => "idle".to_owned(),
+                (n, Some(p)) => format!("{n} transfers, {p}%"),
+                (n, None) => format!("{n} transfers"),
             }
         );
         if let Some(s) = self.doc.get_element_by_id("status") {
@@ -314,8 +341,12 @@ impl App {
         let _ = card.set_attribute("data-mime", &mime);
         let (state, error) = state_text(d);
         let _ = card.set_attribute("data-state", &state);
+        let shown = match self.transfers.borrow().get(id).and_then(percent) {
+            Some(p) => format!("{state} {p}%"),
+            None => state,
+        };
         if let Some(e) = card.query_selector(".state").map_err(js)? {
-            e.set_text_content(Some(&state));
+            e.set_text_content(Some(&shown));
             e.set_class_name(if error { "state error" } else { "state" });
         }
         if let Some(e) = card.query_selector(".name").map_err(js)? {
