@@ -770,6 +770,32 @@ fn signing_error(e: Error) -> ApiError {
     }
 }
 
+/// For the server binaries: the relay log at `path` (`--relay-db`), or none; the error names
+/// the setting.
+pub async fn open_relay(
+    path: Option<&std::path::Path>,
+) -> std::result::Result<Option<Arc<dyn EventLog>>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let log = SqliteEventLog::open(path).await.map_err(|e| {
+        format!(
+            "--relay-db (FILESYNC_RELAY_DB): cannot open {}: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(Arc::new(log)))
+}
+
+/// For the server binaries: listen on `addr` (`--listen`); the error names the setting.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> std::result::Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--listen (FILESYNC_LISTEN): cannot bind {addr}: {e}"))
+}
+
 /// Completes on Ctrl-C or SIGTERM: the servers' graceful-shutdown trigger.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -331,3 +331,48 @@ pub async fn blob_is_the_file() {
     assert!(fs.blob(&p("s/none")).await.expect("blob").is_none());
     assert!(fs.blob(&p("s")).await.expect("blob").is_none());
 }
+
+/// Every `OpfsFs` test, expanded once per mode (`browser.rs`: a page; `worker.rs`: a dedicated
+/// worker), so the two files differ only in where they run.
+#[macro_export]
+macro_rules! opfs_tests {
+    () => {
+        mod conformance {
+            filesync_core::fs_conformance!(
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                crate::common::fresh().await
+            );
+        }
+
+        mod conformance_without_move {
+            filesync_core::fs_conformance!(
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                filesync_opfs::OpfsFs::scratch()
+                    .await
+                    .expect("open")
+                    .without_move()
+            );
+        }
+
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn crate_doc_example() {
+            common::crate_doc_example().await.expect("example");
+        }
+
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn replaced_mid_read_never_mixes() {
+            let outcome = common::replaced_mid_read_never_mixes().await;
+            wasm_bindgen_test::console_log!("replaced mid-read: {outcome}");
+        }
+
+        $crate::opfs_tests!(@each request_persistence_does_not_fail, open_rejects_bad_base, base_dirs_are_isolated, temp_entries_are_hidden, failed_write_leaves_no_temp_entry, write_then_stat_reports_size_and_time, blob_is_the_file, write_over_directory_fails, dropped_write_cleans_up, move_is_detected, failed_writes_never_leave_entries);
+    };
+    (@each $($rule:ident),*) => {
+        $(
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $rule() {
+                common::$rule().await;
+            }
+        )*
+    };
+}

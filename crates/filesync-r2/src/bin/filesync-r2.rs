@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_core::server::{
-    EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant, serve, shutdown_signal,
+    RouterConfig, Secret, TokenGrant, bind, open_relay, serve, shutdown_signal,
 };
 use filesync_r2::{
     Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, S3Bucket, router_with_static,
@@ -252,23 +252,8 @@ async fn run(args: Args) -> Result<(), String> {
         (None, Some(dir)) => Some(dir.join("relay.sqlite")),
         (None, None) => None,
     };
-    let relay: Option<Arc<dyn EventLog>> = match &relay_path {
-        None => None,
-        Some(path) => Some(Arc::new(SqliteEventLog::open(path).await.map_err(|e| {
-            format!(
-                "--relay-db (FILESYNC_RELAY_DB): cannot open {}: {e}",
-                path.display()
-            )
-        })?)),
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            format!(
-                "--listen (FILESYNC_LISTEN): cannot bind {}: {e}",
-                args.listen
-            )
-        })?;
+    let relay = open_relay(relay_path.as_deref()).await?;
+    let listener = bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let public_url = match args.public_url {
         Some(u) => u,

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_core::server::{
-    EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant, router_with_relay, serve,
-    shutdown_signal,
+    RouterConfig, Secret, TokenGrant, bind, open_relay, router_with_relay, serve, shutdown_signal,
 };
 use filesync_s3_signer::{S3Config, S3Signer};
 
@@ -135,23 +134,8 @@ async fn run(args: Args) -> Result<(), String> {
             .collect(),
         ..RouterConfig::default()
     };
-    let relay: Option<Arc<dyn EventLog>> = match &args.relay_db {
-        None => None,
-        Some(path) => Some(Arc::new(SqliteEventLog::open(path).await.map_err(|e| {
-            format!(
-                "--relay-db (FILESYNC_RELAY_DB): cannot open {}: {e}",
-                path.display()
-            )
-        })?)),
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            format!(
-                "--listen (FILESYNC_LISTEN): cannot bind {}: {e}",
-                args.listen
-            )
-        })?;
+    let relay = open_relay(args.relay_db.as_deref()).await?;
+    let listener = bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
