@@ -1,11 +1,12 @@
 //! Small IndexedDB helpers over web-sys: find the factory through `globalThis`, open (with a
 //! synchronous upgrade callback) and delete databases, run one read-write transaction of
-//! prepared operations and wait for its `complete` event, and map thrown `DOMException`s to
-//! filesync errors.
+//! prepared operations guarded by a compare (see [`write_if`]) and wait for its `complete`
+//! event, read one row, and map thrown `DOMException`s to filesync errors.
 //!
 //! Only whole transactions are awaited (never single requests): a transaction's requests all
 //! finish before its `complete` event, so their results can be read afterwards, and nothing
-//! yields to the event loop while the transaction is being filled (it would auto-commit).
+//! yields to the event loop while the transaction is being filled (it would auto-commit); the
+//! writes that depend on a read are issued synchronously from that read's `success` handler.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -218,32 +219,113 @@ pub(crate) enum Op {
     },
 }
 
-/// Apply `ops` in order in one read-write transaction over `stores` and wait for it to
-/// commit. All or nothing: a request that throws aborts the transaction.
-pub(crate) async fn write(db: &IdbDatabase, stores: &[&str], ops: &[Op]) -> Result<(), JsValue> {
-    let txn = transaction(db, stores, true)?;
-    let issue = || -> Result<(), JsValue> {
-        for op in ops {
-            match op {
-                Op::Clear(store) => {
-                    txn.object_store(store)?.clear()?;
-                }
-                Op::Put { store, key, value } => {
-                    txn.object_store(store)?
-                        .put_with_key(&JsValue::from_str(value), key)?;
-                }
-                Op::Delete { store, key } => {
-                    txn.object_store(store)?.delete(key)?;
-                }
+/// Issue `ops` in order on `txn` (synchronously: the transaction must be active).
+fn issue(txn: &IdbTransaction, ops: &[Op]) -> Result<(), JsValue> {
+    for op in ops {
+        match op {
+            Op::Clear(store) => {
+                txn.object_store(store)?.clear()?;
+            }
+            Op::Put { store, key, value } => {
+                txn.object_store(store)?
+                    .put_with_key(&JsValue::from_str(value), key)?;
+            }
+            Op::Delete { store, key } => {
+                txn.object_store(store)?.delete(key)?;
             }
         }
-        Ok(())
-    };
-    if let Err(e) = issue() {
-        let _ = txn.abort();
-        return Err(e);
     }
-    finish(&txn).await
+    Ok(())
+}
+
+/// An `onsuccess` handler, unset again when dropped (a cancelled wait leaves no handler that
+/// would call a dropped closure).
+struct OnSuccess {
+    request: IdbRequest,
+    _callback: Listener,
+}
+
+impl Drop for OnSuccess {
+    fn drop(&mut self) {
+        self.request.set_onsuccess(None);
+    }
+}
+
+/// A compare-and-write: in one read-write transaction over `stores`, read `key` of the object
+/// store `guard`; if `check` accepts its value (`undefined` when there is none), apply `ops`
+/// in order and wait for the transaction to commit: `Ok(true)`. Otherwise abort it, changing
+/// nothing: `Ok(false)`.
+///
+/// The check and the writes are one atomic step: the writes are issued synchronously from the
+/// read's `success` event, while the transaction is still active, and IndexedDB runs
+/// read-write transactions with overlapping scopes one at a time, across every connection
+/// (tabs, workers) of the origin. All or nothing: a request that throws aborts the transaction
+/// and its error is returned.
+pub(crate) async fn write_if(
+    db: &IdbDatabase,
+    stores: &[&str],
+    guard: &str,
+    key: &JsValue,
+    check: impl FnOnce(&JsValue) -> bool + 'static,
+    ops: Vec<Op>,
+) -> Result<bool, JsValue> {
+    let txn = transaction(db, stores, true)?;
+    let request = match txn.object_store(guard).and_then(|s| s.get(key)) {
+        Ok(request) => request,
+        Err(e) => {
+            let _ = txn.abort();
+            return Err(e);
+        }
+    };
+    // `Some(Ok(true))`: written, `Some(Ok(false))`: refused by `check`, `Some(Err)`: a
+    // request threw. `None` until the read succeeded.
+    let outcome: Rc<RefCell<Option<Result<bool, JsValue>>>> = Rc::default();
+    let mut pending = Some((check, ops));
+    let callback = Listener::new({
+        let request = request.clone();
+        let txn = txn.clone();
+        let outcome = Rc::clone(&outcome);
+        move |_: Event| {
+            let Some((check, ops)) = pending.take() else {
+                return;
+            };
+            let result = match request.result() {
+                Ok(value) if check(&value) => issue(&txn, &ops).map(|()| true),
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            };
+            if !matches!(result, Ok(true)) {
+                let _ = txn.abort();
+            }
+            *outcome.borrow_mut() = Some(result);
+        }
+    });
+    request.set_onsuccess(Some(callback.as_ref().unchecked_ref()));
+    let on_success = OnSuccess {
+        request,
+        _callback: callback,
+    };
+    let finished = finish(&txn).await;
+    drop(on_success);
+    let outcome = outcome.borrow_mut().take();
+    match (finished, outcome) {
+        (Ok(()), Some(Ok(true))) => Ok(true),
+        (_, Some(Ok(false))) => Ok(false),
+        (_, Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), _) => Err(dom_error(
+            "UnknownError",
+            "the IndexedDB transaction finished before its guard was read",
+        )),
+    }
+}
+
+/// `store.get(key)` in its own read-only transaction (`undefined` when there is no such row).
+pub(crate) async fn get(db: &IdbDatabase, store: &str, key: &JsValue) -> Result<JsValue, JsValue> {
+    let txn = transaction(db, &[store], false)?;
+    let request = txn.object_store(store)?.get(key)?;
+    finish(&txn).await?;
+    request.result()
 }
 
 /// Map a thrown value to [`Error::Store`]. Full quota, aborted and timed-out transactions

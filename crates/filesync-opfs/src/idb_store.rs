@@ -4,10 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use filesync_core::rt::Instant;
 use filesync_core::schema::{
     CURSOR_DOCUMENT_ID, Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, Mutation,
 };
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
-use web_sys::{IdbDatabase, IdbFactory, IdbTransaction};
+use web_sys::{BroadcastChannel, IdbDatabase, IdbFactory, IdbTransaction, MessageEvent};
 
 use crate::idb::{self, Op};
 
@@ -41,11 +43,35 @@ const LOCAL: &str = "localFileState";
 const CURSORS: &str = "fileSyncCursor";
 /// Owed remote deletes keyed by position (a number, insertion order); value: the object key.
 const REMOTE_DELETES: &str = "remoteDeleteQueue";
-/// `clientId` and `confirmed` (the confirmed global position, in decimal).
+/// `clientId`, `confirmed` (the confirmed global position, in decimal) and `writes` (the
+/// write counter, in decimal).
 const META: &str = "filesyncMeta";
 const ALL_STORES: [&str; 6] = [EVENTLOG, FILES, LOCAL, CURSORS, REMOTE_DELETES, META];
 const CLIENT_ID: &str = "clientId";
 const CONFIRMED: &str = "confirmed";
+/// The number of write transactions ever committed to the database (by any connection), in
+/// decimal; missing means 0. Every write checks it (is memory current?) and bumps it in the
+/// same read-write transaction.
+const WRITES: &str = "writes";
+/// How many times one write recomputes its batch after other connections wrote first before
+/// it gives up (with a retryable error). Each retry means another write landed.
+const MAX_WRITE_ATTEMPTS: u32 = 50;
+/// Reads that follow the log ([`Store::events_after`], [`Store::head`]) check the write
+/// counter at most this often, in case a change notification was missed.
+const READ_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The `BroadcastChannel` name of the database `name`.
+fn channel_name(name: &str) -> String {
+    format!("filesync-idb:{name}")
+}
+
+/// A write counter as stored: `undefined` (never written) is 0.
+fn parse_writes(value: &JsValue) -> Option<u64> {
+    if value.is_undefined() {
+        return Some(0);
+    }
+    value.as_string()?.parse().ok()
+}
 
 /// An event log row as stored.
 #[derive(Serialize, Deserialize)]
@@ -64,6 +90,8 @@ struct Data {
     confirmed: EventSeq,
     remote_deletes: BTreeMap<u64, ObjectKey>,
     client_id: String,
+    /// The database's write counter ([`WRITES`]) this copy is current with.
+    writes: u64,
     /// `commit_batch`'s counter for client-only events (in memory only, as in every store).
     client_seq: (u64, u64),
 }
@@ -392,8 +420,8 @@ impl Tables for Pending<'_> {
 ///
 /// Object stores mirror the SQLite store's tables: `eventlog` (keyed by global sequence
 /// number), `files`, `localFileState`, `fileSyncCursor`, `remoteDeleteQueue` (keyed by
-/// position) and `filesyncMeta` (`clientId`, `confirmed`). Rows are JSON strings of the core
-/// types.
+/// position) and `filesyncMeta` (`clientId`, `confirmed`, and `writes`: a counter of committed
+/// write transactions). Rows are JSON strings of the core types.
 ///
 /// - **Open** loads the whole database into memory in one read-only transaction; reads are
 ///   served from memory. A new database gets its schema and a random client id in its
@@ -407,10 +435,22 @@ impl Tables for Pending<'_> {
 ///   the database (a failed transaction is a [`Error::Store`], retryable when the browser
 ///   says so, e.g. a full quota). A write whose future is dropped part-way still finishes (or
 ///   fails) as a whole in the background, so memory never diverges from the database.
-/// - **One writer**: the in-memory copy is not refreshed from the database, so only one
-///   `IdbStore` (one tab or worker: the leader) may write a database at a time. Other tabs
-///   writing the same database are not supported yet (leadership is separate work, WEAK-13).
-///   Reopening after the store was dropped sees everything that was committed.
+/// - **Several connections** (tabs, workers, or several `IdbStore`s in one page) may open
+///   and write the same database. Writes never build on stale memory: the write transaction
+///   first reads the `writes` counter and, from that read's `success` event (the transaction
+///   still active), writes the rows plus `writes + 1` only if the counter equals the one
+///   memory was loaded at; otherwise it aborts, memory is reloaded from the database and the
+///   batch runs again on the fresh tables. IndexedDB runs read-write transactions on the same
+///   object stores one at a time across all connections of the origin, so this
+///   compare-and-write is atomic: two writers never take the same sequence number or
+///   overwrite each other's rows. A write that computes nothing to store (or is refused)
+///   checks the counter in a read-only transaction before answering.
+/// - **Other connections' writes** become visible promptly: each committed write posts the
+///   new counter on `BroadcastChannel("filesync-idb:<name>")`; on such a message the other
+///   stores reload memory and send their new head on [`Store::watch`] (so an engine following
+///   the log with `subscribe` in another tab sees them). As a fallback for a missed message,
+///   [`Store::events_after`] and [`Store::head`] check the counter at most every 250 ms
+///   (`subscribe` polls `events_after` every 500 ms).
 /// - If another connection deletes or upgrades the database, this store closes its
 ///   connection at once (so that it does not block them); its later writes fail with a
 ///   non-retryable [`Error::Store`] and reads keep answering from memory.
@@ -440,17 +480,224 @@ struct Inner {
     db: IdbDatabase,
     data: RefCell<Data>,
     head: watch::Sender<EventSeq>,
-    /// Held from the start of a write until its transaction finished and memory is updated.
+    /// Held from the start of a write until its transaction finished and memory is updated,
+    /// and while memory is reloaded: `data` only changes under it.
     write_lock: Arc<Mutex<()>>,
     /// Set when the connection was closed (versionchange elsewhere, or `destroy`).
     closed: Rc<Cell<bool>>,
+    /// `BroadcastChannel("filesync-idb:<name>")`: after each write this posts the new write
+    /// counter; other connections' messages make this store reload. `None` where the browser
+    /// has no `BroadcastChannel` (reads then notice other writes by polling the counter).
+    channel: Option<BroadcastChannel>,
+    /// A reload task is queued (notifications arriving meanwhile are coalesced).
+    refresh_queued: Cell<bool>,
+    /// When memory was last known to be current; [`READ_CHECK_INTERVAL`] after it, log reads
+    /// check the write counter again.
+    checked_at: Cell<Option<Instant>>,
     _on_versionchange: Closure<dyn FnMut(web_sys::Event)>,
+    _on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(channel) = &self.channel {
+            channel.set_onmessage(None);
+            channel.close();
+        }
         self.db.set_onversionchange(None);
         self.db.close();
+    }
+}
+
+/// The error of a write on a closed connection.
+fn closed_error(op: &'static str) -> Error {
+    idb::store_error(
+        op,
+        &idb::dom_error("InvalidStateError", "the database connection is closed"),
+    )
+}
+
+impl Inner {
+    /// The database's write counter, read in its own transaction.
+    async fn read_writes(&self, op: &'static str) -> Result<u64> {
+        let value = idb::get(&self.db, META, &JsValue::from_str(WRITES))
+            .await
+            .map_err(|e| idb::store_error(op, &e))?;
+        parse_writes(&value).ok_or_else(|| not_a_store(&self.name, "unreadable write counter"))
+    }
+
+    /// Replace memory with what the database holds now and tell watchers. Call with the write
+    /// lock held.
+    async fn reload(&self) -> Result<()> {
+        let mut fresh = load(&self.db, &self.name).await?;
+        let head = {
+            let mut data = self.data.borrow_mut();
+            fresh.client_seq = data.client_seq;
+            tracing::debug!(
+                database = %self.name,
+                from = data.writes,
+                to = fresh.writes,
+                "IndexedDB store changed by another connection: reloaded"
+            );
+            *data = fresh;
+            data.head()
+        };
+        self.checked_at.set(Some(Instant::now()));
+        self.head.send_replace(head);
+        Ok(())
+    }
+
+    /// Reload if another connection wrote since memory was loaded. `wait`: wait for a running
+    /// write of this store; otherwise skip the check then (that write brings memory up to date).
+    async fn refresh(&self, wait: bool) -> Result<()> {
+        let _guard = if wait {
+            self.write_lock.lock().await
+        } else {
+            match self.write_lock.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(()),
+            }
+        };
+        if self.closed.get() {
+            return Ok(());
+        }
+        let current = self.read_writes("refresh").await?;
+        if current == self.data.borrow().writes {
+            self.checked_at.set(Some(Instant::now()));
+            return Ok(());
+        }
+        self.reload().await
+    }
+
+    /// Another connection says it wrote: reload (in a task) unless memory is that new already.
+    fn notified(self: Rc<Self>, writes: Option<f64>) {
+        if self.closed.get() {
+            return;
+        }
+        if let Some(writes) = writes
+            && let Ok(data) = self.data.try_borrow()
+            && writes <= data.writes as f64
+        {
+            return;
+        }
+        if self.refresh_queued.replace(true) {
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            self.refresh_queued.set(false);
+            if let Err(e) = self.refresh(true).await {
+                tracing::warn!(database = %self.name, error = %e, "reloading the IndexedDB store failed");
+            }
+        });
+    }
+
+    /// Before a read that follows the log: check the write counter if it was not checked for
+    /// [`READ_CHECK_INTERVAL`] (a fallback for missed notifications). Errors are logged only:
+    /// the read is then answered from memory.
+    async fn check_if_due(&self) {
+        if self.closed.get() {
+            return;
+        }
+        if let Some(at) = self.checked_at.get()
+            && at.elapsed() < READ_CHECK_INTERVAL
+        {
+            return;
+        }
+        self.checked_at.set(Some(Instant::now()));
+        if let Err(e) = self.refresh(false).await {
+            tracing::debug!(database = %self.name, error = %e, "checking the IndexedDB store failed");
+        }
+    }
+
+    /// Make memory what the database holds after a write of `batch` that left the counter at
+    /// `writes`, and tell watchers.
+    fn apply(&self, batch: Batch, writes: u64, notify: bool) {
+        let notify = notify || !batch.log.is_empty();
+        let head = {
+            let mut data = self.data.borrow_mut();
+            batch.apply_to(&mut data);
+            data.writes = writes;
+            data.head()
+        };
+        self.checked_at.set(Some(Instant::now()));
+        if notify {
+            self.head.send_replace(head);
+        }
+    }
+
+    /// One write, with the write lock held: compute the batch on memory, then store it only
+    /// if the database's write counter still equals memory's (bumping it in the same
+    /// transaction). If another connection wrote first, reload and compute again.
+    async fn write_locked<T>(
+        &self,
+        op: &'static str,
+        notify: bool,
+        mut f: impl FnMut(&mut Pending<'_>) -> Result<T>,
+    ) -> Result<T> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            if self.closed.get() {
+                return Err(closed_error(op));
+            }
+            let (outcome, batch, writes) = {
+                let data = self.data.borrow();
+                let mut pending = Pending {
+                    base: &data,
+                    batch: Batch::default(),
+                };
+                let outcome = f(&mut pending);
+                (outcome, pending.batch, data.writes)
+            };
+            let mut ops = match &outcome {
+                Ok(_) => batch.ops()?,
+                Err(_) => Vec::new(),
+            };
+            if ops.is_empty() {
+                // Nothing to store, or the batch was refused: that answer holds only if memory
+                // was current.
+                if self.read_writes(op).await? == writes {
+                    if outcome.is_ok() {
+                        self.apply(batch, writes, notify);
+                    }
+                    return outcome;
+                }
+            } else {
+                ops.push(Op::Put {
+                    store: META,
+                    key: JsValue::from_str(WRITES),
+                    value: (writes + 1).to_string(),
+                });
+                let committed = idb::write_if(
+                    &self.db,
+                    &ALL_STORES,
+                    META,
+                    &JsValue::from_str(WRITES),
+                    move |stored| parse_writes(stored) == Some(writes),
+                    ops,
+                )
+                .await
+                .map_err(|e| idb::store_error(op, &e))?;
+                if committed {
+                    self.apply(batch, writes + 1, notify);
+                    if let Some(channel) = &self.channel
+                        && let Err(e) =
+                            channel.post_message(&JsValue::from_f64((writes + 1) as f64))
+                    {
+                        tracing::debug!(error = ?e, "posting the IndexedDB change notification failed");
+                    }
+                    return outcome;
+                }
+            }
+            tracing::debug!(database = %self.name, op, "another connection wrote first: reloading");
+            self.reload().await?;
+        }
+        Err(Error::Store {
+            op,
+            retryable: true,
+            source: Box::new(std::io::Error::other(format!(
+                "other connections kept writing the database; gave up after \
+                 {MAX_WRITE_ATTEMPTS} attempts"
+            ))),
+        })
     }
 }
 
@@ -461,6 +708,7 @@ impl fmt::Debug for IdbStore {
             .field("name", &self.inner.name)
             .field("head", &data.head())
             .field("confirmed", &data.confirmed)
+            .field("writes", &data.writes)
             .field("closed", &self.inner.closed.get())
             .finish_non_exhaustive()
     }
@@ -596,6 +844,10 @@ async fn load(db: &IdbDatabase, name: &str) -> Result<Data> {
         .parse::<u64>()
         .map(EventSeq::global)
         .map_err(|_| not_a_store(name, format!("confirmed position {confirmed:?}")))?;
+    let writes = meta.remove(WRITES).unwrap_or_else(|| "0".to_owned());
+    data.writes = writes
+        .parse::<u64>()
+        .map_err(|_| not_a_store(name, format!("write counter {writes:?}")))?;
     let head = data.head();
     data.client_seq = (head.global, 0);
     Ok(data)
@@ -661,17 +913,44 @@ impl IdbStore {
             on_versionchange.as_ref(),
         )));
         let head = data.head();
-        Ok(Self {
-            inner: Rc::new(Inner {
+        let channel = match BroadcastChannel::new(&channel_name(name)) {
+            Ok(channel) => Some(channel),
+            Err(e) => {
+                tracing::warn!(
+                    database = %name,
+                    error = ?e,
+                    "no BroadcastChannel: other connections' writes are noticed by polling"
+                );
+                None
+            }
+        };
+        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
+            let on_message = channel.as_ref().map(|channel| {
+                let weak = weak.clone();
+                let callback =
+                    Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.notified(event.data().as_f64());
+                        }
+                    });
+                channel.set_onmessage(Some(wasm_bindgen::JsCast::unchecked_ref(callback.as_ref())));
+                callback
+            });
+            Inner {
                 name: name.to_owned(),
                 db,
                 data: RefCell::new(data),
                 head: watch::channel(head).0,
                 write_lock: Arc::new(Mutex::new(())),
                 closed,
+                channel,
+                refresh_queued: Cell::new(false),
+                checked_at: Cell::new(Some(Instant::now())),
                 _on_versionchange: on_versionchange,
-            }),
-        })
+                _on_message: on_message,
+            }
+        });
+        Ok(Self { inner })
     }
 
     /// [`IdbStore::open`] on [`DEFAULT_DATABASE`] (`"filesync"`).
@@ -710,69 +989,32 @@ impl IdbStore {
     }
 
     /// Run one write: `f` records its changes on the committed data; they are persisted in one
-    /// transaction and then applied to memory. `notify` sends the head to watchers even when
-    /// the log did not change. The transaction runs in its own task, so dropping the returned
-    /// future does not leave memory and the database apart.
-    async fn write<T>(
+    /// transaction (if no other connection wrote first: then memory is reloaded and `f` runs
+    /// again) and then applied to memory. `notify` sends the head to watchers even when the
+    /// log did not change. The write runs in its own task, so dropping the returned future
+    /// does not leave memory and the database apart.
+    async fn write<T: 'static>(
         &self,
         op: &'static str,
         notify: bool,
-        f: impl FnOnce(&mut Pending<'_>) -> Result<T>,
+        f: impl FnMut(&mut Pending<'_>) -> Result<T> + 'static,
     ) -> Result<T> {
         let guard = Arc::clone(&self.inner.write_lock).lock_owned().await;
-        if self.inner.closed.get() {
-            return Err(idb::store_error(
-                op,
-                &idb::dom_error("InvalidStateError", "the database connection is closed"),
-            ));
-        }
-        let (value, batch) = {
-            let data = self.inner.data.borrow();
-            let mut pending = Pending {
-                base: &data,
-                batch: Batch::default(),
-            };
-            let value = f(&mut pending)?;
-            (value, pending.batch)
-        };
-        let ops = batch.ops()?;
-        let notify = notify || !batch.log.is_empty();
         let inner = Rc::clone(&self.inner);
-        let finish = move |inner: &Inner, batch: Batch| {
-            let head = {
-                let mut data = inner.data.borrow_mut();
-                batch.apply_to(&mut data);
-                data.head()
-            };
-            if notify {
-                inner.head.send_replace(head);
-            }
-        };
-        if ops.is_empty() {
-            finish(&inner, batch);
-            drop(guard);
-            return Ok(value);
-        }
         let (tx, rx) = futures::channel::oneshot::channel();
         wasm_bindgen_futures::spawn_local(async move {
-            let result = idb::write(&inner.db, &ALL_STORES, &ops)
-                .await
-                .map_err(|e| idb::store_error(op, &e));
-            if result.is_ok() {
-                finish(&inner, batch);
-            }
+            let result = inner.write_locked(op, notify, f).await;
             drop(guard);
             let _ = tx.send(result);
         });
-        rx.await.map_err(|_| Error::Shutdown)??;
-        Ok(value)
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 }
 
 #[async_trait(?Send)]
 impl Store for IdbStore {
     async fn commit(&self, events: Vec<Event>) -> Result<Vec<EventSeq>> {
-        self.write("commit", false, |p| {
+        self.write("commit", false, move |p| {
             let mut client_seq = p.base.client_seq;
             let seqs = commit_batch(p, &mut client_seq, &events)?;
             p.batch.client_seq = Some(client_seq);
@@ -809,6 +1051,7 @@ impl Store for IdbStore {
     }
 
     async fn events_after(&self, after: EventSeq, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.inner.check_if_due().await;
         Ok(self
             .inner
             .data
@@ -821,6 +1064,7 @@ impl Store for IdbStore {
     }
 
     async fn head(&self) -> Result<EventSeq> {
+        self.inner.check_if_due().await;
         Ok(self.inner.data.borrow().head())
     }
 
@@ -837,12 +1081,15 @@ impl Store for IdbStore {
     }
 
     async fn confirm(&self, seq: EventSeq) -> Result<()> {
-        self.write("confirm", true, |p| confirm_batch(p, seq)).await
+        self.write("confirm", true, move |p| confirm_batch(p, seq))
+            .await
     }
 
     async fn apply_remote(&self, events: Vec<Event>) -> Result<bool> {
-        self.write("apply remote events", true, |p| rebase_batch(p, &events))
-            .await
+        self.write("apply remote events", true, move |p| {
+            rebase_batch(p, &events)
+        })
+        .await
     }
 
     async fn remote_deletes(&self) -> Result<Vec<ObjectKey>> {
@@ -857,7 +1104,9 @@ impl Store for IdbStore {
     }
 
     async fn set_remote_delete(&self, key: &ObjectKey, owed: bool) -> Result<()> {
-        self.write("queue remote delete", false, |p| {
+        let key = key.clone();
+        self.write("queue remote delete", false, move |p| {
+            let key = &key;
             let queue = &p.base.remote_deletes;
             let present = queue.iter().find(|(_, k)| *k == key).map(|(pos, _)| *pos);
             match (owed, present) {

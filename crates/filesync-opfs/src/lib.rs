@@ -38,7 +38,10 @@
 //! write runs filesync-core's shared `commit_batch` / `rebase_batch` / `confirm_batch` and
 //! persists exactly the rows it changed in one read-write transaction before memory (and
 //! `watch`) change. It passes filesync-core's `store_conformance!` suite in headless
-//! Chromium, on a page and in a worker. One tab (the leader) may write a database at a time.
+//! Chromium, on a page and in a worker. Every tab or worker of an origin may open and write
+//! the same database: a write counter checked inside each write transaction keeps writers
+//! from building on stale memory, and a `BroadcastChannel` tells the other connections to
+//! reload, so a follower tab's saves reach the leader.
 //!
 //! ```
 //! # #[cfg(target_arch = "wasm32")]

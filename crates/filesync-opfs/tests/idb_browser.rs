@@ -62,3 +62,23 @@ async fn foreign_database_is_refused() {
 async fn many_rows_reload_in_order() {
     idb_common::many_rows_reload_in_order().await;
 }
+
+#[wasm_bindgen_test]
+async fn two_connections_interleave() {
+    idb_common::two_connections_interleave().await;
+}
+
+#[wasm_bindgen_test]
+async fn commit_is_seen_by_the_other_connection() {
+    idb_common::commit_is_seen_by_the_other_connection().await;
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_commits_all_land() {
+    idb_common::concurrent_commits_all_land().await;
+}
+
+#[wasm_bindgen_test]
+async fn remote_and_local_writes_stay_consistent() {
+    idb_common::remote_and_local_writes_stay_consistent().await;
+}

@@ -340,7 +340,7 @@ macro_rules! opfs_tests {
         mod conformance {
             filesync_core::fs_conformance!(
                 #[wasm_bindgen_test::wasm_bindgen_test]
-                crate::common::fresh().await
+                $crate::common::fresh().await
             );
         }
 

@@ -445,3 +445,262 @@ pub async fn many_rows_reload_in_order() {
     );
     again.destroy().await.expect("destroy");
 }
+
+/// How long another connection may take to see a write (the brief: ~2 s).
+const SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait until `a` and `b` report the same store (they converge once each has seen the other's
+/// writes), and return it.
+async fn converged(a: &IdbStore, b: &IdbStore) -> Snapshot {
+    let start = filesync_core::rt::Instant::now();
+    loop {
+        let (sa, sb) = (snapshot(a).await, snapshot(b).await);
+        if sa == sb {
+            return sa;
+        }
+        assert!(
+            start.elapsed() < SEEN_WITHIN,
+            "the two connections did not converge:\n{sa:#?}\n{sb:#?}"
+        );
+        filesync_core::rt::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The events of a snapshot as `(seq, file id)` of their rows, for readable assertions.
+fn logged(s: &Snapshot) -> Vec<String> {
+    s.events
+        .iter()
+        .map(|(seq, e)| match e {
+            Event::FileCreated(c) => format!("{seq}:{}", c.id.as_str()),
+            Event::FileUpdated(u) => format!("{seq}:{}~", u.id.as_str()),
+            _ => seq.clone(),
+        })
+        .collect()
+}
+
+fn file_ids(s: &Snapshot) -> Vec<&str> {
+    s.files.iter().map(|f| f.id.as_str()).collect()
+}
+
+/// Two `IdbStore`s on one database (two tabs, in one page here) committing in turn: every
+/// commit gets the next global number (no gaps, none reused), and both end with the same log
+/// and rows, which a fresh open confirms.
+pub async fn two_connections_interleave() {
+    let a = IdbStore::scratch().await.expect("open a");
+    let b = IdbStore::open(a.name()).await.expect("open b");
+    let mut seqs = Vec::new();
+    for n in 1..=8u8 {
+        let (store, tag) = if n % 2 == 1 { (&a, "a") } else { (&b, "b") };
+        let file = format!("{tag}{n}");
+        let got = store
+            .commit(vec![
+                created(&file, n, MetadataJson::Absent),
+                upsert(&file, TransferStatus::Queued, ""),
+            ])
+            .await
+            .expect("commit");
+        seqs.push(got[0]);
+        // Every other round, the same connection commits twice in a row.
+        if n % 4 == 0 {
+            let got = store
+                .commit(vec![updated(&file, n + 100, None)])
+                .await
+                .expect("commit");
+            seqs.push(got[0]);
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=10).map(EventSeq::global).collect::<Vec<_>>(),
+        "distinct, gap-free numbers in commit order"
+    );
+    let both = converged(&a, &b).await;
+    assert_eq!(
+        logged(&both),
+        [
+            "e1:a1", "e2:b2", "e3:a3", "e4:b4", "e5:b4~", "e6:a5", "e7:b6", "e8:a7", "e9:b8",
+            "e10:b8~"
+        ]
+    );
+    assert_eq!(
+        file_ids(&both),
+        ["a1", "a3", "a5", "a7", "b2", "b4", "b6", "b8"]
+    );
+    assert_eq!(both.local.len(), 8);
+    assert_eq!(both.head, EventSeq::global(10));
+    let name = a.name().to_owned();
+    let fresh = IdbStore::open(&name).await.expect("reopen");
+    assert_eq!(snapshot(&fresh).await, both, "the database holds the same");
+    drop((fresh, b));
+    a.destroy().await.expect("destroy");
+}
+
+/// A commit on one connection reaches the other without it writing: its `watch`, `head`,
+/// `events_after`, `files` and `subscribe` (how the leader's engine follows the log).
+// filesync-core's API takes `Arc<dyn Store>`; on wasm32 nothing needs to be `Send`.
+#[allow(clippy::arc_with_non_send_sync)]
+pub async fn commit_is_seen_by_the_other_connection() {
+    use futures::StreamExt;
+
+    let a = IdbStore::scratch().await.expect("open a");
+    let b = IdbStore::open(a.name()).await.expect("open b");
+    let mut rx = b.watch();
+    rx.borrow_and_update();
+    let mut follow = filesync_core::store::subscribe(Arc::new(b.clone()), EventSeq::ROOT);
+    a.commit(vec![created("x", 1, MetadataJson::Absent)])
+        .await
+        .expect("commit");
+    filesync_core::rt::timeout(SEEN_WITHIN, rx.changed())
+        .await
+        .expect("b's watch changes in time")
+        .expect("open");
+    assert_eq!(*rx.borrow_and_update(), EventSeq::global(1));
+    assert_eq!(b.head().await.expect("head"), EventSeq::global(1));
+    let events = b.events_after(EventSeq::ROOT, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert!(b.file(&id("x")).await.expect("file").is_some());
+    assert_eq!(b.files().await.expect("files").len(), 1);
+    let batch = filesync_core::rt::timeout(SEEN_WITHIN, follow.next())
+        .await
+        .expect("subscribe yields in time")
+        .expect("open")
+        .expect("events");
+    assert_eq!(batch[0].seq, EventSeq::global(1));
+
+    // A rebase and a confirm on `a` (not just appends) reach `b` as well.
+    a.apply_remote(vec![created("r", 2, MetadataJson::Absent)])
+        .await
+        .expect("rebase");
+    a.confirm(EventSeq::global(2)).await.expect("confirm");
+    let both = converged(&a, &b).await;
+    assert_eq!(logged(&both), ["e1:r", "e2:x"]);
+    assert_eq!(both.confirmed, EventSeq::global(2));
+    assert_eq!(*b.watch().borrow(), EventSeq::global(2));
+    let batch = filesync_core::rt::timeout(SEEN_WITHIN, follow.next())
+        .await
+        .expect("subscribe yields in time")
+        .expect("open")
+        .expect("events");
+    assert_eq!(batch.last().map(|e| e.seq.global), Some(2));
+    drop((follow, b));
+    a.destroy().await.expect("destroy");
+}
+
+/// Commits started on both connections at the same moment (neither has seen the other's):
+/// all land, with distinct numbers, none overwritten.
+pub async fn concurrent_commits_all_land() {
+    let a = IdbStore::scratch().await.expect("open a");
+    let b = IdbStore::open(a.name()).await.expect("open b");
+    for round in 0..5u8 {
+        let (fa, fb, fa2) = (
+            format!("a{round}"),
+            format!("b{round}"),
+            format!("c{round}"),
+        );
+        let (ra, rb, ra2) = futures::join!(
+            a.commit(vec![
+                created(&fa, round, MetadataJson::Absent),
+                upsert(&fa, TransferStatus::Queued, ""),
+            ]),
+            b.commit(vec![
+                upsert(&fb, TransferStatus::Queued, ""),
+                created(&fb, round, MetadataJson::Absent),
+            ]),
+            a.commit(vec![created(&fa2, round, MetadataJson::Absent)]),
+        );
+        let mut globals = vec![
+            ra.expect("a")[0].global,
+            rb.expect("b")[1].global,
+            ra2.expect("a again")[0].global,
+        ];
+        globals.sort_unstable();
+        let base = u64::from(round) * 3;
+        assert_eq!(
+            globals,
+            [base + 1, base + 2, base + 3],
+            "round {round}: distinct numbers"
+        );
+    }
+    let both = converged(&a, &b).await;
+    assert_eq!(both.events.len(), 15, "{:?}", logged(&both));
+    for (n, (seq, _)) in both.events.iter().enumerate() {
+        assert_eq!(*seq, format!("e{}", n + 1));
+    }
+    assert_eq!(both.files.len(), 15, "no file overwritten");
+    assert_eq!(both.local.len(), 10);
+    let fresh = IdbStore::open(a.name()).await.expect("reopen");
+    assert_eq!(snapshot(&fresh).await, both);
+    drop((fresh, b));
+    a.destroy().await.expect("destroy");
+}
+
+/// The leader applies remote events and confirms while a follower commits (at the same time):
+/// the follower's events are rebased after the remote ones, never lost, and both connections
+/// (and the database) agree on every table.
+pub async fn remote_and_local_writes_stay_consistent() {
+    let leader = IdbStore::scratch().await.expect("open leader");
+    let follower = IdbStore::open(leader.name()).await.expect("open follower");
+    follower
+        .commit(vec![created("mine1", 1, MetadataJson::Absent)])
+        .await
+        .expect("commit");
+    let (rebased, mine2) = futures::join!(
+        leader.apply_remote(vec![
+            created("r1", 11, MetadataJson::Absent),
+            created("r2", 12, MetadataJson::Absent),
+        ]),
+        follower.commit(vec![
+            created("mine2", 2, MetadataJson::Absent),
+            upsert("mine2", TransferStatus::Queued, ""),
+        ]),
+    );
+    assert!(rebased.expect("apply remote"), "mine1 was pending");
+    mine2.expect("commit");
+    let mid = converged(&leader, &follower).await;
+    assert_eq!(mid.confirmed, EventSeq::global(2));
+    let ids: Vec<String> = logged(&mid)
+        .iter()
+        .map(|s| s.split(':').nth(1).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, ["r1", "r2", "mine1", "mine2"], "{:?}", logged(&mid));
+    assert_eq!(mid.events[2].0, "e3r1", "rebased: {:?}", logged(&mid));
+
+    let (confirmed, mine3, cursor) = futures::join!(
+        leader.confirm(EventSeq::global(4)),
+        follower.commit(vec![created("mine3", 3, MetadataJson::Absent)]),
+        leader.commit(vec![cursor_set(EventSeq::global(4))]),
+    );
+    confirmed.expect("confirm");
+    assert_eq!(mine3.expect("commit"), vec![EventSeq::global(5)]);
+    cursor.expect("cursor");
+    let end = converged(&leader, &follower).await;
+    assert_eq!(
+        end.events
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        ["e1", "e2", "e3", "e4", "e5"],
+        "confirmed numbers are final"
+    );
+    assert_eq!(end.confirmed, EventSeq::global(4));
+    assert_eq!(end.cursor.last_event_sequence, EventSeq::global(4));
+    assert_eq!(
+        file_ids(&end),
+        ["mine1", "mine2", "mine3", "r1", "r2"],
+        "nothing lost"
+    );
+    follower
+        .set_remote_delete(&key("s/x"), true)
+        .await
+        .expect("owe");
+    leader
+        .set_remote_delete(&key("s/x"), false)
+        .await
+        .expect("clear the follower's entry, unseen so far");
+    let end = converged(&leader, &follower).await;
+    assert!(end.remote_deletes.is_empty());
+    let fresh = IdbStore::open(leader.name()).await.expect("reopen");
+    assert_eq!(snapshot(&fresh).await, end);
+    drop((fresh, follower));
+    leader.destroy().await.expect("destroy");
+}
