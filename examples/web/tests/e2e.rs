@@ -4,7 +4,8 @@
 //!
 //! - a file added in the browser (through the file picker) arrives byte-identical in the CLI;
 //! - a file saved by the CLI shows in the browser's gallery (the image decodes);
-//! - two tabs of the origin elect one leader, and the other takes over when it closes;
+//! - two tabs of the origin elect one leader; a file added in the follower tab is uploaded
+//!   by the leader; the follower takes over when the leader's tab closes;
 //! - a screenshot of the gallery is saved as `target/e2e/gallery.png`.
 //!
 //! The test builds what it needs (`cargo xtask web`, the server and the CLI) first.
@@ -319,6 +320,33 @@ async fn browser_and_cli_sync_and_tabs_elect_one_leader() {
         leader(&c).await.filter(|l| !*l)
     })
     .await;
+    // ENG-19: a follower tab may save; the leader tab uploads it.
+    let from_follower = png(96, 64, [70, 180, 90]);
+    let follower_file = tmp.path().join("from-follower.png");
+    std::fs::write(&follower_file, &from_follower).unwrap();
+    c.find(Locator::Css("#picker"))
+        .await
+        .unwrap()
+        .send_keys(follower_file.to_str().unwrap())
+        .await
+        .unwrap();
+    let follower_hash = sha256(&from_follower);
+    until(
+        "the follower's file is synced by the leader",
+        60,
+        || async {
+            card(&c, &follower_hash)
+                .await
+                .filter(|(s, _)| s == "synced")
+        },
+    )
+    .await;
+    cli(&cli_dir, &base, &["sync"]);
+    let listed = cli(&cli_dir, &base, &["--json", "ls"]);
+    assert!(
+        listed.contains(&follower_hash),
+        "the CLI does not list the follower's file: {listed}"
+    );
     c.switch_to_window(first).await.unwrap();
     assert_eq!(leader(&c).await, Some(true), "the first tab still leads");
     c.close_window().await.unwrap();
