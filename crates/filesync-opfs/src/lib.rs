@@ -32,7 +32,7 @@
 //!
 //! # `IdbStore`
 //!
-//! [`IdbStore`] is the browser's [`filesync_core::store::Store`]: the event log and its
+//! `IdbStore` is the browser's [`filesync_core::store::Store`]: the event log and its
 //! materialized tables in one IndexedDB database (object stores named after the SQLite store's
 //! tables). It loads the database into memory on open and serves reads from there; every
 //! write runs filesync-core's shared `commit_batch` / `rebase_batch` / `confirm_batch` and
