@@ -704,3 +704,29 @@ pub async fn remote_and_local_writes_stay_consistent() {
     drop((fresh, follower));
     leader.destroy().await.expect("destroy");
 }
+
+/// Every `IdbStore` test, expanded once per mode (`idb_browser.rs`: a page; `idb_worker.rs`: a
+/// dedicated worker), so the two files differ only in where they run.
+#[macro_export]
+macro_rules! idb_tests {
+    () => {
+        mod conformance {
+            filesync_core::store_conformance!(
+                #[wasm_bindgen_test::wasm_bindgen_test]
+                filesync_opfs::IdbStore::scratch()
+                    .await
+                    .expect("open a scratch IdbStore")
+            );
+        }
+
+        $crate::idb_tests!(@each reopen_sees_everything, client_id_is_stable_per_database, destroy_deletes_the_database, delete_closes_an_open_store, databases_are_isolated, dropped_commit_stays_consistent, clones_share_the_store, foreign_database_is_refused, many_rows_reload_in_order, two_connections_interleave, commit_is_seen_by_the_other_connection, concurrent_commits_all_land, remote_and_local_writes_stay_consistent);
+    };
+    (@each $($rule:ident),*) => {
+        $(
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $rule() {
+                idb_common::$rule().await;
+            }
+        )*
+    };
+}
