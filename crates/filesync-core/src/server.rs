@@ -770,6 +770,28 @@ fn signing_error(e: Error) -> ApiError {
     }
 }
 
+/// For the server binaries' `main`: log to stderr (filtered by `RUST_LOG`, default `info`),
+/// run `app`, and turn its error into `<name>: <error>` on stderr and exit code 2.
+pub async fn main_with(
+    name: &str,
+    app: impl std::future::Future<Output = std::result::Result<(), String>>,
+) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match app.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// For the server binaries: the relay log at `path` (`--relay-db`), or none; the error names
 /// the setting.
 pub async fn open_relay(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_core::server::{
-    RouterConfig, Secret, TokenGrant, bind, open_relay, serve, shutdown_signal,
+    RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, serve, shutdown_signal,
 };
 use filesync_r2::{
     Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, S3Bucket, router_with_static,
@@ -104,20 +104,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("filesync-r2: {e}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    main_with("filesync-r2", run(Args::parse())).await
 }
 
 fn bucket(args: &Args) -> Result<Bucket, String> {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use filesync_core::server::{
-    RouterConfig, Secret, TokenGrant, bind, open_relay, router_with_relay, serve, shutdown_signal,
+    RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, router_with_relay, serve,
+    shutdown_signal,
 };
 use filesync_s3_signer::{S3Config, S3Signer};
 
@@ -74,20 +75,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("filesync-s3-signer: {e}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    main_with("filesync-s3-signer", run(Args::parse())).await
 }
 
 async fn run(args: Args) -> Result<(), String> {
