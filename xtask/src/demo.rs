@@ -48,11 +48,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path) -> Result<Self> {
+    /// Start `bin --data-dir data --listen listen --token … extra…` and read the address it
+    /// prints.
+    fn start(bin: &Path, data: &Path, listen: &str, extra: &[&std::ffi::OsStr]) -> Result<Self> {
         let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(["--listen", listen, "--token", TOKEN])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -105,38 +108,23 @@ impl Drop for Server {
 pub fn web(sh: &Shell) -> Result<()> {
     let site = crate::build_web(sh)?;
     cmd!(sh, "cargo build --quiet -p filesync-r2").run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"));
     let tmp = TempDir::new("web-demo")?;
     on_interrupt(tmp.0.clone())?;
     let port = std::env::var("FILESYNC_DEMO_PORT").unwrap_or_else(|_| "8787".into());
-    let mut child = Command::new(target.join("debug").join("filesync-r2"))
-        .arg("--data-dir")
-        .arg(tmp.0.join("server"))
-        .arg("--static-dir")
-        .arg(&site)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting filesync-r2")?;
-    SERVER_PID.store(child.id(), Ordering::SeqCst);
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("the server's stdout")?)
-        .read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("the server printed {line:?}"))?
-        .to_owned();
+    let mut server = Server::start(
+        &crate::target_dir().join("debug").join("filesync-r2"),
+        &tmp.0.join("server"),
+        &format!("127.0.0.1:{port}"),
+        &["--static-dir".as_ref(), site.as_os_str()],
+    )?;
+    let addr = server.addr.clone();
     step("web demo: open this in a browser (several tabs: one leads, the others follow)");
     println!("http://{addr}/?store={STORE}&token={TOKEN}");
     println!(
         "CLI client: filesync --dir DIR --server http://{addr}/api --token {TOKEN} --store {STORE} sync"
     );
     println!("Ctrl-C stops the server and removes {}", tmp.0.display());
-    let status = child.wait()?;
+    let status = server.child.wait()?;
     ensure!(status.success(), "filesync-r2 exited with {status}");
     Ok(())
 }
@@ -208,9 +196,7 @@ fn indent(s: &str) -> String {
 pub fn demo(sh: &Shell) -> Result<()> {
     step("demo: building the `filesync` CLI and the `filesync-r2` server");
     cmd!(sh, "cargo build --quiet -p filesync-cli -p filesync-r2").run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"));
+    let target = crate::target_dir();
     let cli = target.join("debug").join("filesync");
     let r2 = target.join("debug").join("filesync-r2");
     let tmp = TempDir::new("demo")?;
@@ -218,7 +204,7 @@ pub fn demo(sh: &Shell) -> Result<()> {
     on_interrupt(tmp.0.clone())?;
 
     step("1. start filesync-r2 on the embedded default: a local-disk bucket and a SQLite relay");
-    let mut server = Server::start(&r2, &data)?;
+    let mut server = Server::start(&r2, &data, "127.0.0.1:0", &[])?;
     let url = format!("http://{}/api", server.addr);
     println!("filesync-r2 --data-dir {} --token …", data.display());
     println!(

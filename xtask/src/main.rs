@@ -60,6 +60,13 @@ fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `<root>/target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
 fn step(title: &str) {
     println!("\n==> {title}");
 }
@@ -325,9 +332,7 @@ fn bench_hash(sh: &Shell) -> Result<()> {
         "cargo build --release --quiet -p filesync-core --example hash_file"
     )
     .run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+    let target = target_dir();
     let ours = target.join("release").join("examples").join("hash_file");
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -431,9 +436,7 @@ fn build_web(sh: &Shell) -> Result<PathBuf> {
         "cargo build --release -p filesync-web --target wasm32-unknown-unknown"
     )
     .run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+    let target = target_dir();
     let wasm = target.join("wasm32-unknown-unknown/release/filesync_web.wasm");
     let out = target.join("web");
     let _ = std::fs::remove_dir_all(&out);
@@ -462,10 +465,7 @@ fn bench_r2(sh: &Shell) -> Result<()> {
         "cargo build --release --quiet -p filesync-r2 --bin filesync-r2 --example r2_bench"
     )
     .run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"))
-        .join("release");
+    let target = target_dir().join("release");
     let (bench, server) = (target.join("examples/r2_bench"), target.join("filesync-r2"));
     let mib = std::env::var("FILESYNC_BENCH_MIB").unwrap_or_else(|_| "1024".into());
     cmd!(sh, "{bench} {server} {mib}").run()?;
