@@ -460,30 +460,34 @@ pub fn apply_cors(config: &RouterConfig, request: &HeaderMap, response: &mut Res
 
 async fn dispatch<S: ObjectSigner>(
     State(state): State<Arc<AppState<S>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
-    let Some(rest) = under(&state.base, uri.path()) else {
-        // Not ours: the fallback's, if there is one.
+    if under(&state.base, request.uri().path()).is_none() {
+        // Not ours: the fallback's (the request untouched), if there is one.
         let Some(fallback) = &state.fallback else {
             return StatusCode::NOT_FOUND.into_response();
         };
-        let mut request = axum::http::Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
         return match tower::ServiceExt::oneshot(fallback.clone(), request).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-    };
-    let mut response = match route(&state, &method, rest, &uri, &headers, body).await {
+    }
+    let (parts, body) = request.into_parts();
+    let rest = under(&state.base, parts.uri.path()).unwrap_or_default();
+    let mut response = match route(
+        &state,
+        &parts.method,
+        rest,
+        &parts.uri,
+        &parts.headers,
+        body,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    apply_cors(&state.config, &headers, &mut response);
+    apply_cors(&state.config, &parts.headers, &mut response);
     response
 }
 
