@@ -34,8 +34,6 @@ use crate::{Bucket, R2Proxy};
 
 /// `Cache-Control` on every file (R2-9): keys are content addresses, so bytes never change.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
-/// How much an upload buffers before it becomes a multipart upload, and each part's size.
-const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight at once during an upload.
 const PART_CONCURRENCY: usize = 2;
 /// Chunks queued for the hashing thread.
@@ -199,13 +197,17 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
         .unwrap_or("application/octet-stream")
         .to_owned();
     let bucket = &state.proxy.bucket;
-    let mut writer =
-        BufWriter::with_capacity(Arc::clone(bucket.store()), Bucket::path(key), PART_SIZE)
-            .with_max_concurrency(PART_CONCURRENCY)
-            .with_attributes(bucket.attributes(&content_type));
+    let mut writer = BufWriter::with_capacity(
+        Arc::clone(bucket.store()),
+        Bucket::path(key),
+        bucket.part_size(),
+    )
+    .with_max_concurrency(PART_CONCURRENCY)
+    .with_attributes(bucket.attributes(&content_type));
     // Dropping the writer (a cut connection drops this future) abandons the upload: a local
     // staging file is removed, an S3 multipart upload is never completed.
-    let outcome = stream_into(&mut writer, body, limit).await;
+    // Hashing costs CPU on every byte: done only when there is a declared sum to check.
+    let outcome = stream_into(&mut writer, body, limit, declared_sum.is_some()).await;
     let (len, sum) = match outcome {
         Ok(v) => v,
         Err((status, message)) => {
@@ -215,7 +217,7 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
     };
     let refusal = if declared_len.is_some_and(|n| n != len) {
         Some("Content-Length does not match the body")
-    } else if declared_sum.is_some_and(|s| s != sum) {
+    } else if declared_sum.is_some() && declared_sum != sum {
         Some("BadDigest: x-amz-checksum-sha256 does not match the body")
     } else {
         None
@@ -240,22 +242,28 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
     response
 }
 
-/// Stream `body` into `writer`, hashing as it goes: the length and SHA-256 of what arrived.
+/// Stream `body` into `writer`: the length of what arrived and, when `hash`, its SHA-256.
 /// The hash runs on a blocking thread fed through a bounded channel (the chunks are shared,
 /// not copied), so hashing overlaps receiving and writing.
 async fn stream_into(
     writer: &mut BufWriter,
     body: Body,
     limit: u64,
-) -> Result<(u64, [u8; 32]), Reject> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
-    let hashing = tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-        }
-        <[u8; 32]>::from(hasher.finalize())
-    });
+    hash: bool,
+) -> Result<(u64, Option<[u8; 32]>), Reject> {
+    let (tx, hashing) = if hash {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            <[u8; 32]>::from(hasher.finalize())
+        });
+        (Some(tx), Some(hashing))
+    } else {
+        (None, None)
+    };
     let mut stream = body.into_data_stream();
     let mut len: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -267,7 +275,9 @@ async fn stream_into(
         if len > limit {
             return Err((StatusCode::PAYLOAD_TOO_LARGE, "Too large"));
         }
-        if tx.send(chunk.clone()).await.is_err() {
+        if let Some(tx) = &tx
+            && tx.send(chunk.clone()).await.is_err()
+        {
             return Err((StatusCode::INTERNAL_SERVER_ERROR, "Hashing failed"));
         }
         writer.put(chunk).await.map_err(|e| {
@@ -276,9 +286,14 @@ async fn stream_into(
         })?;
     }
     drop(tx);
-    let sum = hashing
-        .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Hashing failed"))?;
+    let sum = match hashing {
+        Some(hashing) => Some(
+            hashing
+                .await
+                .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Hashing failed"))?,
+        ),
+        None => None,
+    };
     Ok((len, sum))
 }
 
