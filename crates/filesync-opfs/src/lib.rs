@@ -17,11 +17,11 @@
 //! use filesync_core::types::LocalPath;
 //! use filesync_opfs::OpfsFs;
 //!
-//! // Ask once that the origin's storage is not evicted (false where unsupported, e.g. workers).
-//! let _persistent: bool = OpfsFs::request_persistence().await;
-//!
-//! // Everything lives below `<OPFS root>/filesync/`.
+//! // Everything lives below `<OPFS root>/filesync/`. The first open also asks, once and
+//! // without waiting, that the origin's storage not be evicted (navigator.storage.persist()).
 //! let fs = OpfsFs::open("filesync").await?;
+//! // To know the answer (false where unsupported, e.g. in workers):
+//! let _persistent: bool = OpfsFs::request_persistence().await;
 //! let path = LocalPath::parse("notes/hello.txt")?;
 //! fs.write_bytes(&path, Bytes::from_static(b"hello")).await?;
 //! assert_eq!(fs.read_bytes(&path).await?, &b"hello"[..]);

@@ -28,6 +28,22 @@ pub const WRITE_CHUNK: usize = 1024 * 1024;
 /// The base directory of [`OpfsFs::open_default`].
 pub const DEFAULT_BASE: &str = "filesync";
 
+thread_local! {
+    /// Whether this JavaScript realm (page or worker) has asked for persistent storage.
+    static PERSISTENCE_REQUESTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `navigator.storage.persist()`, once per realm, fire-and-forget (OPFS-1).
+fn request_persistence_once() {
+    if PERSISTENCE_REQUESTED.with(|r| r.replace(true)) {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async {
+        let persistent = OpfsFs::request_persistence().await;
+        tracing::debug!(persistent, "navigator.storage.persist()");
+    });
+}
+
 /// A [`FileSystem`] in the browser's Origin Private File System (OPFS), below a base directory.
 ///
 /// Works on a page and in a dedicated worker (it reaches `navigator.storage` through the
@@ -72,6 +88,10 @@ impl OpfsFs {
     /// [`Error::Invalid`]. Fails with [`Error::Unsupported`] where there is no OPFS (no
     /// `navigator.storage.getDirectory`, e.g. an insecure context) and with [`Error::Io`]
     /// when the browser refuses it (e.g. some private modes).
+    ///
+    /// The first successful `open` in a page or worker also asks, once and without waiting for
+    /// the answer, that the origin's storage be persistent (`navigator.storage.persist()`, as
+    /// the original's `layer()` does); [`OpfsFs::request_persistence`] asks and returns it.
     pub async fn open(base: &str) -> Result<Self> {
         let base_path = LocalPath::parse(base)?;
         let storage = js::storage_manager().ok_or(Error::Unsupported {
@@ -84,6 +104,7 @@ impl OpfsFs {
         let dir = dir_at(&root, &base_path, true)
             .await
             .map_err(|e| io("create directory", &base_path, &e, ErrorKind::NotADirectory))?;
+        request_persistence_once();
         Ok(Self {
             base: base_path.to_string(),
             root,

@@ -90,7 +90,6 @@ async fn run() -> AppResult<()> {
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    let _ = OpfsFs::request_persistence().await;
     let app = Rc::new(App {
         sync,
         doc,
