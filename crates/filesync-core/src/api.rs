@@ -511,7 +511,11 @@ impl FileSync {
     }
 
     /// Re-enqueue every queued row and restart the event stream from the cursor (API-12).
+    /// A no-op on an engine that does not lead (ENG-19): the leader does the syncing.
     pub async fn trigger_sync(&self) -> Result<()> {
+        if !self.engine.is_leader() {
+            return Ok(());
+        }
         if self.engine.remote.is_some() {
             self.engine.reenqueue_queued().await?;
         }

@@ -789,7 +789,9 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         a.is_leader() && !b.is_leader(),
         "is_leader reports the election"
     );
-    // B is a follower: it can save, but A (the leader) uploads.
+    // B is a follower: it can save, but A (the leader) uploads; B's trigger_sync is a no-op
+    // (ENG-19: a follower neither follows the log nor transfers).
+    b.trigger_sync().await.unwrap();
     let first = b
         .save_file(text("b1", "saved by the follower"))
         .await

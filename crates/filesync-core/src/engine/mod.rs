@@ -1113,7 +1113,8 @@ impl Engine {
 
     /// Start (or restart) the event stream from the stored cursor (ENG-10).
     pub(crate) fn start_stream(self: &Arc<Self>) {
-        if self.stopped.load(Ordering::Acquire) {
+        // Only the leader follows the log (ENG-19): a follower's state is the leader's to write.
+        if self.stopped.load(Ordering::Acquire) || !self.is_leader() {
             return;
         }
         if lock(&self.stream)
