@@ -197,6 +197,17 @@ pub fn router_with_static(
 ) -> Router {
     config.cors_methods = "GET, POST, PUT, DELETE, OPTIONS".into();
     config.cross_origin_resource_policy = Some("cross-origin".into());
+    // What a page on another origin sends to the file routes: the checksum `sign_upload`
+    // asks for, and conditional / ranged reads (the original allows none of them: WEAK-23).
+    for header in ["x-amz-checksum-sha256", "If-None-Match", "Range"] {
+        if !config
+            .extra_allowed_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(header))
+        {
+            config.extra_allowed_headers.push(header.into());
+        }
+    }
     let files_path = format!(
         "{}/{{*key}}",
         proxy.config.files_base_path.trim_end_matches('/')
