@@ -164,11 +164,12 @@ pub enum AppendDecision {
 /// `parentSeqNum + 1`; a batch starting at the head is appended; one starting earlier is
 /// acknowledged again if exactly those events (same client, same event, same position) are
 /// stored, else the client is behind (`ServerAhead`); one starting beyond the head is invalid.
-/// `stored(seq)` returns the stored event at `seq`.
+/// `stored(seq)` returns the stored event at `seq`; its error (the log could not be read) is
+/// returned as is.
 pub fn decide_append(
     head: u64,
     batch: &[RelayEvent],
-    stored: impl Fn(u64) -> Option<RelayEvent>,
+    mut stored: impl FnMut(u64) -> crate::Result<Option<RelayEvent>>,
 ) -> crate::Result<AppendDecision> {
     let Some(first) = batch.first() else {
         return Ok(AppendDecision::Done(PushOutcome::Accepted { head }));
@@ -203,9 +204,13 @@ pub fn decide_append(
     if first.parent_seq_num == head {
         return Ok(AppendDecision::Append);
     }
-    let same = batch.iter().all(|e| {
-        stored(e.seq_num).is_some_and(|s| s.client_id == e.client_id && s.event == e.event)
-    });
+    let mut same = true;
+    for e in batch {
+        if !stored(e.seq_num)?.is_some_and(|s| s.client_id == e.client_id && s.event == e.event) {
+            same = false;
+            break;
+        }
+    }
     Ok(AppendDecision::Done(if same {
         PushOutcome::Accepted { head }
     } else {

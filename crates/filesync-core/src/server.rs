@@ -588,9 +588,15 @@ async fn relay_route(
     }
     match (method.as_str(), action) {
         ("POST", "push") => {
+            // An oversized batch is a bad push like any other (400, nothing stored).
             let bytes = axum::body::to_bytes(body, config.relay_body_limit)
                 .await
-                .map_err(|_| ApiError::TooLarge)?;
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "invalid batch: the body is over {} bytes or was cut off",
+                        config.relay_body_limit
+                    ))
+                })?;
             let req: crate::contract::PushRequest = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("invalid batch: {e}")))?;
             match log.append(&store, req.batch).await {

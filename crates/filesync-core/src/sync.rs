@@ -354,8 +354,9 @@ impl EventExchange for MemoryRelay {
         let log = logs.logs.entry(store.clone()).or_default();
         let head = log.len() as u64;
         match decide_append(head, &batch, |seq| {
-            seq.checked_sub(1)
-                .and_then(|i| log.get(i as usize).cloned())
+            Ok(seq
+                .checked_sub(1)
+                .and_then(|i| log.get(i as usize).cloned()))
         })? {
             AppendDecision::Append => {}
             AppendDecision::Done(outcome) => return Ok(outcome),

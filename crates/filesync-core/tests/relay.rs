@@ -1,5 +1,5 @@
-//! The HTTP event relay: protocol conformance through the router, `SqliteEventLog`
-//! durability, and engines converging through `HttpRelay` over loopback.
+//! The HTTP event relay: protocol conformance over loopback HTTP (each request to a server on
+//! an ephemeral port), `SqliteEventLog` durability, and engines converging through `HttpRelay`.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -23,8 +23,8 @@ use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::HttpRelay;
 use filesync_core::types::{FileId, ObjectKey, StoreId, Timestamp};
 use filesync_core::{Error, Result};
+use futures::StreamExt;
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 struct NoSigner;
 
@@ -86,16 +86,37 @@ fn deleted(id: &str, seq: u64, client: &str) -> RelayEvent {
     }
 }
 
-async fn call(log: &Arc<SqliteEventLog>, req: Request<Body>) -> (StatusCode, String) {
+/// Serve the relay router on an ephemeral loopback port: its base URL and the server task.
+async fn serve_relay(log: &Arc<SqliteEventLog>) -> (String, filesync_core::rt::Task) {
     let app = router_with_relay(
         Arc::new(NoSigner),
         config(),
         Some(log.clone() as Arc<dyn EventLog>),
     );
-    let resp = app.oneshot(req).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = filesync_core::rt::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), task)
+}
+
+/// Send `req` over real HTTP to a relay server on loopback: the status and the body.
+async fn call(log: &Arc<SqliteEventLog>, req: Request<Body>) -> (StatusCode, String) {
+    let (base, server) = serve_relay(log).await;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let resp = reqwest::Client::new()
+        .request(parts.method, format!("{base}{}", parts.uri))
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+    let text = resp.text().await.unwrap();
+    server.abort();
+    (status, text)
 }
 
 fn push(store: &str, token: Option<&str>, body: String) -> Request<Body> {
@@ -163,6 +184,8 @@ async fn push_protocol() {
         (batch(&[deleted("x", 3, "c1"), deleted("y", 5, "c1")]), "not contiguous"),
         (batch(&[client_only]), "client-only"),
         (batch(&too_many), "more than 1000"),
+        // Over the 4 MiB body limit: refused before parsing.
+        (format!(r#"{{"batch":[],"pad":"{}"}}"#, "x".repeat(4 << 20)), "over 4194304 bytes"),
     ] {
         let (s, b) = call(&log, push("store-a", Some("admin-token"), body)).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
@@ -221,6 +244,59 @@ async fn pull_and_long_poll() {
         .unwrap();
     assert_eq!(s, StatusCode::OK);
     assert!(b.contains(r#""seqNum":3"#), "{b}");
+    // `limit` bounds the page; a long-poll with nothing new answers empty when `wait` ends.
+    let (s, b) = call(&log, get("after=0&limit=2")).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["events"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(v["head"], 3);
+    let (s, b) = call(&log, get("after=3&wait=1")).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (v["events"].as_array().unwrap().len(), &v["head"]),
+        (0, &3.into())
+    );
+    // Bad parameters and store ids are 400; other stores' tokens 403; no token 401 (pull and
+    // stream alike).
+    for q in ["after=x", "after=1&limit=-1", "wait=forever"] {
+        let (s, b) = call(&log, get(q)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {b}");
+    }
+    for (path, token, want) in [
+        (
+            "/api/v1/stores/store-b/pull",
+            Some("store-a-token"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/api/v1/stores/store-b/stream",
+            Some("store-a-token"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/api/v1/stores/store-a/pull",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/v1/stores/store-a/stream",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/v1/stores/bad%20id!/pull",
+            Some("admin-token"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let mut r = Request::get(path);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        let (s, b) = call(&log, r.body(Body::empty()).unwrap()).await;
+        assert_eq!(s, want, "{path} {token:?}: {b}");
+    }
 }
 
 /// The log is durable: what was acknowledged survives reopening (a relay restart).
@@ -623,28 +699,25 @@ async fn sse_stream_resumes_and_follows() {
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();
-    let app = router_with_relay(
-        Arc::new(NoSigner),
-        config(),
-        Some(log.clone() as Arc<dyn EventLog>),
-    );
-    let req = Request::get("/api/v1/stores/store-a/stream")
+    let (base, _server) = serve_relay(&log).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/stores/store-a/stream"))
         .header("authorization", "Bearer store-a-token")
         .header("last-event-id", "1")
-        .body(Body::empty())
+        .send()
+        .await
         .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut body = resp.into_body();
+    let mut body = resp.bytes_stream();
     let mut text = String::new();
     let mut next_frame = async || {
-        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+        String::from_utf8(chunk.to_vec()).unwrap()
     };
     text.push_str(&next_frame().await);
     assert!(

@@ -189,9 +189,15 @@ impl EventLog for SqliteEventLog {
                         row_event,
                     )
                     .optional()
-                    .ok()
-                    .flatten()
-                    .and_then(|r| to_event(r).ok())
+                    .map_err(db("append"))?
+                    .map(to_event)
+                    .transpose()
+                    // A stored event that no longer parses is the server's fault, not the push's.
+                    .map_err(|e| Error::Store {
+                        op: "append",
+                        retryable: false,
+                        source: Box::new(e),
+                    })
                 })?;
                 if let AppendDecision::Done(outcome) = decision {
                     return Ok(outcome);
