@@ -737,3 +737,45 @@ async fn sse_stream_resumes_and_follows() {
         "{live}"
     );
 }
+
+/// Shutdown does not wait forever for an open event stream: after the grace period `serve`
+/// returns (a SIGTERM to a binary with live clients ends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_streams_after_the_grace_period() {
+    let (_dir, log) = scratch_log().await;
+    let app = router_with_relay(
+        Arc::new(NoSigner),
+        config(),
+        Some(log.clone() as Arc<dyn EventLog>),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = filesync_core::rt::spawn(async move {
+        filesync_core::server::serve_with_grace(
+            listener,
+            app,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+    });
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/stores/store-a/stream"))
+        .header("authorization", "Bearer store-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    stop.send(()).unwrap();
+    // `serve` returns after the grace period although the stream is still open (a binary's
+    // main then returns, and the runtime's shutdown closes the connection).
+    tokio::time::timeout(Duration::from_secs(10), server.join())
+        .await
+        .expect("serve returned after the grace period");
+    drop(body);
+}
