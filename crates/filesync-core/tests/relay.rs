@@ -770,7 +770,7 @@ async fn shutdown_closes_open_streams_after_the_grace_period() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.bytes_stream();
+    let body = resp.bytes_stream();
     stop.send(()).unwrap();
     // `serve` returns after the grace period although the stream is still open (a binary's
     // main then returns, and the runtime's shutdown closes the connection).
