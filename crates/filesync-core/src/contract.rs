@@ -1,5 +1,6 @@
-//! The signer HTTP contract (SGN, S3, R2) as serde types, shared by the client and both
-//! servers so they cannot drift apart. Routes, relative to a base path (default `/api`):
+//! The signer HTTP contract (SGN, S3, R2) and the event relay's, as serde types shared by the
+//! clients and both servers so they cannot drift apart. Routes, relative to a base path
+//! (default `/api`):
 //!
 //! | route | request | response |
 //! |---|---|---|
@@ -7,9 +8,17 @@
 //! | `POST /v1/sign/upload` | [`SignUploadRequest`] | [`SignUploadResponse`] |
 //! | `POST /v1/sign/download` | [`KeyRequest`] | [`SignDownloadResponse`] |
 //! | `POST /v1/delete` | [`KeyRequest`] | 204 |
+//! | `POST /v1/stores/{storeId}/push` | [`PushRequest`] | 200 [`HeadBody`]; 409 [`HeadBody`] with `"error":"ServerAhead"` |
+//! | `GET /v1/stores/{storeId}/pull?after=N&limit=L&wait=S` | — | [`PullResponse`] |
+//! | `GET /v1/stores/{storeId}/stream` | `Last-Event-ID` or `?after=N` | server-sent events: `id` = `seqNum`, `data` = a [`RelayEvent`] |
+//!
+//! The relay routes exist only where a server is given an event log; a push is judged by
+//! [`decide_append`] and carries at most [`MAX_PUSH_BATCH`] events. The protocol is described
+//! in `docs/relay-protocol.md`.
 //!
 //! Errors are [`ErrorBody`]: `{"error":"Unauthorized"}` (401), `{"error":"Invalid request"}`
-//! and `{"error":"Invalid key"}` (400), `{"error":"Forbidden"}` (403).
+//! and `{"error":"Invalid key"}` (400), `{"error":"Forbidden"}` (403); a refused relay request
+//! is 400 with its reason (e.g. `{"error":"invalid relay batch: …"}`).
 
 use std::collections::BTreeMap;
 

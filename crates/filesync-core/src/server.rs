@@ -346,7 +346,7 @@ pub fn router<S: ObjectSigner>(signer: Arc<S>, config: RouterConfig) -> Router {
 }
 
 /// [`router`] plus the event relay routes (`POST /v1/stores/{storeId}/push`,
-/// `GET /v1/stores/{storeId}/pull`) on `relay`, behind the same tokens (a token's prefixes
+/// `GET /v1/stores/{storeId}/pull`, `GET /v1/stores/{storeId}/stream`) on `relay`, behind the same tokens (a token's prefixes
 /// scope it to store ids: `store/`).
 pub fn router_with_relay<S: ObjectSigner>(
     signer: Arc<S>,
