@@ -72,7 +72,10 @@ pub enum SyncEvent {
     /// The batch was processed and the cursor persisted (EVT-1).
     #[serde(rename = "sync:complete")]
     SyncComplete,
-    /// Something failed (EVT-2). `context` is e.g. `"bootstrap"` or `"event:v1.FileCreated"`.
+    /// Something failed (EVT-2). `context` is e.g. `"bootstrap"` or `"event:v1.FileCreated"`;
+    /// `"relay"` when an exchange with the relay failed and is retried with backoff, and
+    /// `"relay:refused"` when the relay refused it (a 4xx such as a bad token or batch:
+    /// retrying the same request will not help, though the engine keeps trying).
     #[serde(rename = "sync:error")]
     SyncError {
         /// The error, as text.

@@ -83,7 +83,7 @@ enum Command {
         #[arg(long)]
         mime: Option<String>,
     },
-    /// List files: id, path, size, MIME type, display state.
+    /// List files: id, path, size, MIME type, display state, SHA-256.
     Ls {
         /// Also show deleted files.
         #[arg(long)]
@@ -108,10 +108,20 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Keep syncing and print events until interrupted.
+    /// Keep syncing until interrupted, printing files created, updated and deleted (here or
+    /// on other devices) on stdout and transfer events on stderr.
     Watch,
     /// Show queued, running and failed transfers.
     Status,
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Print a line to stdout; a closed pipe (`filesync ls | head -1`) ends the program quietly.
@@ -211,9 +221,10 @@ impl Ctx {
                 ))?;
             } else {
                 let size = size.map_or_else(|| "-".to_owned(), |s| format!("{s} bytes"));
+                let mime = if mime.is_empty() { "-" } else { mime.as_str() };
                 say(format_args!(
-                    "{}\t{}\t{size}\t{mime}\t{state}",
-                    f.id, f.content_hash
+                    "{}\t{}\t{size}\t{mime}\t{state}\t{}",
+                    f.id, f.path, f.content_hash
                 ))?;
             }
         }
@@ -287,7 +298,32 @@ impl Ctx {
 
     async fn sync_until_idle(&self, timeout: u64) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        // The engine reports failed exchanges with the relay as events: a refusal (bad token,
+        // bad batch) ends `sync` with its reason; a transient failure is named on timeout.
+        let relay_error: Arc<std::sync::Mutex<Option<(String, bool)>>> = Arc::default();
+        let watcher = {
+            let relay_error = Arc::clone(&relay_error);
+            let mut events = Box::pin(self.sync.events());
+            tokio::spawn(async move {
+                while let Some(e) = events.next().await {
+                    if let SyncEvent::SyncError {
+                        error,
+                        context: Some(context),
+                    } = e
+                        && context.starts_with("relay")
+                        && let Ok(mut last) = relay_error.lock()
+                    {
+                        *last = Some((error, context == "relay:refused"));
+                    }
+                }
+            })
+        };
+        let _stop_watcher = AbortOnDrop(watcher);
+        let last_relay_error = || relay_error.lock().ok().and_then(|e| e.clone());
         loop {
+            if let Some((error, true)) = last_relay_error() {
+                bail!("the relay refused the exchange: {error}");
+            }
             if self.in_sync().await? {
                 let n = self
                     .store
@@ -300,9 +336,71 @@ impl Ctx {
                 return say(format_args!("in sync: {n} {noun}"));
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("not in sync after {timeout} s");
+                match last_relay_error() {
+                    Some((error, _)) => {
+                        bail!("not in sync after {timeout} s; the last relay error: {error}")
+                    }
+                    None => bail!("not in sync after {timeout} s"),
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every file's (content hash, deleted, path).
+    async fn snapshot(&self) -> Result<std::collections::HashMap<FileId, (String, bool, String)>> {
+        Ok(self
+            .store
+            .files()
+            .await?
+            .into_iter()
+            .map(|f| {
+                let deleted = f.is_deleted();
+                (
+                    f.id,
+                    (f.content_hash.to_string(), deleted, f.path.to_string()),
+                )
+            })
+            .collect())
+    }
+
+    /// Keep syncing until Ctrl-C, printing each file created, updated or deleted here or
+    /// elsewhere (the engine's transfer events go to stderr).
+    async fn watch(&self) -> Result<()> {
+        let mut seen = self.snapshot().await?;
+        let mut head = self.store.watch();
+        head.borrow_and_update();
+        let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                changed = head.changed() => if changed.is_err() { return Ok(()) },
+            }
+            let now = self.snapshot().await?;
+            let mut changes: Vec<(&str, &FileId, &(String, bool, String))> = now
+                .iter()
+                .filter_map(|(id, row)| {
+                    let what = match seen.get(id) {
+                        None if !row.1 => "created",
+                        Some(old) if !old.1 && row.1 => "deleted",
+                        Some(old) if !row.1 && old.0 != row.0 => "updated",
+                        _ => return None,
+                    };
+                    Some((what, id, row))
+                })
+                .collect();
+            changes.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
+            for (what, id, (hash, _, path)) in changes {
+                if self.json {
+                    say(format_args!(
+                        "{}",
+                        serde_json::json!({"change": what, "fileId": id, "path": path, "contentHash": hash})
+                    ))?;
+                } else {
+                    say(format_args!("{what}\t{id}\t{path}\t{hash}"))?;
+                }
+            }
+            seen = now;
         }
     }
 
@@ -327,12 +425,14 @@ impl Ctx {
     }
 }
 
-/// Progress bars for transfers, shown when stderr is a terminal.
+/// Progress bars for transfers (drawn on stderr), shown when stdout and stderr are terminals
+/// and the output is not `--json`.
 fn progress_printer(
     builder: &FileSyncBuilder,
     print_events: bool,
+    json: bool,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let bars = std::io::stderr().is_terminal();
+    let bars = !json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     if !bars && !print_events {
         return None;
     }
@@ -416,19 +516,31 @@ async fn run() -> Result<()> {
         }
         .build()?;
         let http = HttpRelay::new(server.as_str(), cli.token.clone())?;
-        // Fail early and clearly on an unreachable server or a bad token.
-        http.pull(&store_id, 0, 1).await.map_err(|e| match e {
-            filesync_core::Error::Remote {
-                status: Some(401), ..
-            } => anyhow!("the server refused the token (401)"),
-            filesync_core::Error::Remote {
-                status: Some(403), ..
-            } => anyhow!("the token may not use store {store_id} (403)"),
-            filesync_core::Error::Remote { status: None, .. } => {
-                anyhow!("cannot reach {server}: {e}")
-            }
-            other => anyhow!("the server's relay answered: {other}"),
-        })?;
+        // Fail early and clearly on a bad token, and on an unreachable server when the command
+        // needs it (`sync`, `watch`); the others work offline and leave the exchange to the
+        // next `sync`.
+        let needs_server = matches!(cli.command, Command::Sync { .. } | Command::Watch);
+        let probe = http.pull(&store_id, 0, 1).await;
+        if let Err(filesync_core::Error::Remote { status: None, .. }) = &probe
+            && !needs_server
+        {
+            eprintln!(
+                "filesync: cannot reach {server}: working offline; run `filesync sync` later"
+            );
+        } else {
+            probe.map_err(|e| match e {
+                filesync_core::Error::Remote {
+                    status: Some(401), ..
+                } => anyhow!("the server refused the token (401)"),
+                filesync_core::Error::Remote {
+                    status: Some(403), ..
+                } => anyhow!("the token may not use store {store_id} (403)"),
+                filesync_core::Error::Remote { status: None, .. } => {
+                    anyhow!("cannot reach {server}: {e}")
+                }
+                other => anyhow!("the server's relay answered: {other}"),
+            })?;
+        }
         builder = builder
             .with_remote(Arc::new(remote))
             .with_relay(Arc::new(http.clone()))
@@ -438,6 +550,7 @@ async fn run() -> Result<()> {
     let printer = progress_printer(
         &builder,
         cli.events || matches!(cli.command, Command::Watch),
+        cli.json,
     );
     let sync = builder.start().await?;
     let ctx = Ctx {
@@ -459,10 +572,7 @@ async fn run() -> Result<()> {
         Command::Cat { id, output } => ctx.cat(&id, output).await,
         Command::Rm { id } => ctx.rm(&id).await,
         Command::Sync { timeout } => ctx.sync_until_idle(timeout).await,
-        Command::Watch => {
-            let _ = tokio::signal::ctrl_c().await;
-            Ok(())
-        }
+        Command::Watch => ctx.watch().await,
         Command::Status => ctx.status().await,
     };
     // Local-only commands wait for the engine to process what they committed; with a server,

@@ -184,6 +184,13 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
     cli(&b, &server, &["sync"]);
     cli(&a, &server, &["sync"]);
     assert_eq!(stdout(&cli(&a, &server, &["cat", &id])), "edited on B");
+    let listed = stdout(&cli(&a, &server, &["--json", "ls"]));
+    let row: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(
+        row["contentHash"].as_str(),
+        Some(new_hash.as_str()),
+        "A sees B's update with the same hash"
+    );
     assert!(tmp.path().join(format!("s3/bkt/demo/{new_hash}")).is_file());
 
     cli(&a, &server, &["rm", &id]);
@@ -277,4 +284,96 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
         )
         .unwrap();
     assert_eq!(created, 15);
+}
+
+/// `watch` prints files created, updated and deleted on other devices as they arrive; a client
+/// whose server is unreachable still saves (offline) and pushes on its next `sync`; `sync`
+/// against an unreachable server fails with the reason.
+#[test]
+fn watch_prints_remote_changes_and_offline_saves_sync_later() {
+    use std::io::BufRead;
+    let servers = start_servers();
+    let (tmp, server) = (&servers.tmp, servers.server.clone());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut watch = Kill(
+        Command::new(env!("CARGO_BIN_EXE_filesync"))
+            .args(["--dir", b.to_str().unwrap(), "--server", &server])
+            .args([
+                "--token",
+                "product-test-token-123",
+                "--store",
+                "demo",
+                "watch",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = watch.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("watch printed no line for {what}"))
+    };
+
+    // Offline: the server's port has nothing listening.
+    let offline = format!("http://127.0.0.1:{}/api", free_port());
+    let file = tmp.path().join("offline.txt");
+    std::fs::write(&file, b"written while offline").unwrap();
+    let saved = Command::new(env!("CARGO_BIN_EXE_filesync"))
+        .args(["--dir", a.to_str().unwrap(), "--server", &offline])
+        .args([
+            "--token",
+            "product-test-token-123",
+            "--store",
+            "demo",
+            "save",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{saved:?}");
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("working offline"));
+    let id = stdout(&saved).split('\t').next().unwrap().to_owned();
+    let failed = Command::new(env!("CARGO_BIN_EXE_filesync"))
+        .args(["--dir", a.to_str().unwrap(), "--server", &offline])
+        .args([
+            "--token",
+            "product-test-token-123",
+            "--store",
+            "demo",
+            "sync",
+        ])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("cannot reach"),
+        "{failed:?}"
+    );
+
+    // Back online: A's offline save reaches B's watch.
+    cli(&a, &server, &["sync"]);
+    let line = next("the offline save");
+    assert!(
+        line.starts_with(&format!("created\t{id}\t")),
+        "watch printed {line:?}"
+    );
+    std::fs::write(&file, b"edited").unwrap();
+    cli(&a, &server, &["update", &id, file.to_str().unwrap()]);
+    cli(&a, &server, &["sync"]);
+    assert!(next("the update").starts_with(&format!("updated\t{id}\t")));
+    cli(&a, &server, &["rm", &id]);
+    cli(&a, &server, &["sync"]);
+    assert!(next("the delete").starts_with(&format!("deleted\t{id}\t")));
 }

@@ -1313,6 +1313,19 @@ impl Engine {
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(error = %e, failures, "event exchange failed");
+                    // Retried with backoff either way (a token may be fixed on the server),
+                    // but say whether retrying the same request can help.
+                    engine.emit(SyncEvent::SyncError {
+                        error: e.to_string(),
+                        context: Some(
+                            if e.is_retryable() {
+                                "relay"
+                            } else {
+                                "relay:refused"
+                            }
+                            .into(),
+                        ),
+                    });
                     Some(engine.options.retry.jittered(failures.min(6) - 1))
                 }
             };
