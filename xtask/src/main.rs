@@ -155,8 +155,11 @@ pub(crate) fn wasm_bindgen_version() -> Result<String> {
     bail!("Cargo.lock has no wasm-bindgen package")
 }
 
-/// Run a crate's wasm32 tests in headless Chromium through `wasm-bindgen-test-runner`.
+/// Run a crate's wasm32 tests in headless Chromium through `wasm-bindgen-test-runner`, with
+/// the Chromium flags this machine needs (`xtask/webdriver.json`; the runner adds
+/// `headless`, `no-sandbox` and `disable-dev-shm-usage` itself).
 fn browser_tests(sh: &Shell, package: &str) -> Result<()> {
+    let webdriver_json = project_root().join("xtask/webdriver.json");
     cmd!(
         sh,
         "cargo test -p {package} --target wasm32-unknown-unknown --tests"
@@ -167,6 +170,7 @@ fn browser_tests(sh: &Shell, package: &str) -> Result<()> {
         "wasm-bindgen-test-runner",
     )
     .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+    .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", webdriver_json)
     .run()?;
     Ok(())
 }
