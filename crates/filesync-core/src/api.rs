@@ -523,7 +523,9 @@ impl FileSync {
         Ok(())
     }
 
-    /// Re-queue every failed transfer (API-13); returns the ids. `[]` in local-only mode.
+    /// Re-queue every failed transfer (API-13); returns the ids. `[]` in local-only mode. On a
+    /// follower the rows are re-queued in the shared store and the leader transfers them at
+    /// its next heartbeat (WEAK-13: never two engines transferring the same file).
     pub async fn retry_errors(&self) -> Result<Vec<FileId>> {
         let Some(exec) = self.engine.executor() else {
             return Ok(Vec::new());
@@ -553,8 +555,10 @@ impl FileSync {
             self.engine.store.commit(changes).await?;
         }
         drop(guard);
-        for (kind, id) in enqueue {
-            exec.enqueue(kind, id);
+        if self.engine.is_leader() {
+            for (kind, id) in enqueue {
+                exec.enqueue(kind, id);
+            }
         }
         if !ids.is_empty() {
             self.engine.emit(SyncEvent::Recovery {

@@ -807,6 +807,39 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     })
     .await;
     assert_eq!(remote.calls("upload"), 1, "exactly one engine uploaded");
+    // WEAK-13: a follower's retry_errors is carried out by the leader (the follower only
+    // re-queues the rows in the shared store; the leader adopts them at its heartbeat).
+    for _ in 0..6 {
+        remote.push_fault(Fault::Fail);
+    }
+    let failing = b
+        .save_file(text("b-err", "fails until retried"))
+        .await
+        .unwrap();
+    eventually("the upload exhausts its retries", || async {
+        store
+            .local_state(&failing.file_id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.upload_status == TransferStatus::Error)
+    })
+    .await;
+    assert_eq!(
+        b.retry_errors().await.unwrap(),
+        vec![failing.file_id.clone()]
+    );
+    eventually("the leader uploads the follower's retry", || async {
+        store
+            .file(&failing.file_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_key
+            .is_some()
+    })
+    .await;
+    assert!(!b.is_leader(), "B stayed a follower throughout");
+    let uploads_so_far = remote.calls("upload");
     a.shutdown().await;
     let second = b
         .save_file(text("b2", "saved after failover"))
@@ -822,7 +855,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
             .is_some()
     })
     .await;
-    assert_eq!(remote.calls("upload"), 2);
+    assert_eq!(remote.calls("upload"), uploads_so_far + 1);
     assert!(b.is_leader());
     b.shutdown().await;
 }

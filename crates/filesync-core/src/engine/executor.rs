@@ -345,6 +345,16 @@ impl Executor {
         self.wake.notify_one();
     }
 
+    /// Whether `id` is queued or running for `kind`.
+    pub fn knows(&self, kind: TransferKind, id: &FileId) -> bool {
+        let state = self.lock();
+        let queued = match kind {
+            TransferKind::Upload => state.queued_up.contains(id),
+            TransferKind::Download => state.queued_down.contains_key(id),
+        };
+        queued || state.running.contains_key(&(kind, id.clone()))
+    }
+
     /// Move a queued download to the high-priority queue (EXE-6). No-op if it is not queued.
     pub fn prioritize_download(&self, id: &FileId) {
         let mut state = self.lock();

@@ -754,6 +754,26 @@ impl Engine {
     }
 
     /// Re-enqueue every `queued` row (API-12, NET-1).
+    /// Enqueue the rows marked `queued` that this engine's executor does not know: those a
+    /// follower re-queued in the shared store (`retry_errors` in another tab or process;
+    /// WEAK-13: the follower asks, the leader transfers). Leader only, from the heartbeat.
+    async fn adopt_queued(&self) -> Result<()> {
+        let Some(exec) = self.executor() else {
+            return Ok(());
+        };
+        for row in self.store.local_states().await? {
+            for (kind, status) in [
+                (TransferKind::Upload, row.upload_status),
+                (TransferKind::Download, row.download_status),
+            ] {
+                if status == TransferStatus::Queued && !exec.knows(kind, &row.file_id) {
+                    exec.enqueue(kind, row.file_id.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn reenqueue_queued(&self) -> Result<()> {
         for row in self.store.local_states().await? {
             if row.upload_status == TransferStatus::Queued {
@@ -1236,6 +1256,11 @@ impl Engine {
     /// NET-7 (leader only): restart a dead or stalled stream, unstick a stuck queue. Stall
     /// detection compares with the head of *file* events only (WEAK-10).
     async fn heartbeat_tick(self: &Arc<Self>) {
+        if self.is_online()
+            && let Err(e) = self.adopt_queued().await
+        {
+            tracing::debug!(error = %e, "adopting queued rows failed");
+        }
         if self.stopped.load(Ordering::Acquire) {
             return;
         }
