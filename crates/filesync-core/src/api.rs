@@ -1,5 +1,6 @@
 //! The facade: [`FileSync`], built with [`FileSync::builder`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::Stream;
@@ -14,7 +15,8 @@ use crate::schema::{
     MetadataJson, TransferStatus,
 };
 use crate::store::Store;
-use crate::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
+use crate::types::{ContentHash, FileId, LocalPath, ObjectKey, StoreId, Timestamp};
+use crate::rt;
 use crate::{Error, Result};
 
 /// What `save_file` and `update_file` return (API-3, API-4).
@@ -236,6 +238,7 @@ impl FileSyncBuilder {
         }
         Ok(FileSync {
             engine,
+            signed_urls: Default::default(),
             #[cfg(target_arch = "wasm32")]
             object_urls: Default::default(),
         })
@@ -250,6 +253,8 @@ impl FileSyncBuilder {
 #[derive(Debug, Clone)]
 pub struct FileSync {
     engine: Arc<Engine>,
+    /// Signed download URLs by object key, with when they were signed (WEAK-16).
+    signed_urls: Arc<std::sync::Mutex<HashMap<ObjectKey, (String, rt::Instant)>>>,
     #[cfg(target_arch = "wasm32")]
     object_urls: object_urls::ObjectUrls,
 }
@@ -491,7 +496,20 @@ impl FileSync {
         let Some(key) = &record.remote_key else {
             return Ok(None);
         };
-        Ok(Some(FileUrl::Remote(remote.download_url(key).await?)))
+        let reuse = engine.options.signed_url_reuse;
+        let signed_urls = || self.signed_urls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((url, at)) = signed_urls().get(key)
+            && at.elapsed() < reuse
+        {
+            return Ok(Some(FileUrl::Remote(url.clone())));
+        }
+        let url = remote.download_url(key).await?;
+        if !reuse.is_zero() {
+            let mut urls = signed_urls();
+            urls.retain(|_, (_, at)| at.elapsed() < reuse);
+            urls.insert(key.clone(), (url.clone(), rt::Instant::now()));
+        }
+        Ok(Some(FileUrl::Remote(url)))
     }
 
     /// API-24 for one file; `None` if there is no record.

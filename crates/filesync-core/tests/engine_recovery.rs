@@ -476,6 +476,11 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
         url,
         Some(FileUrl::Remote(format!("https://test-storage.local/{key}")))
     );
+    // WEAK-16: resolving again within `signed_url_reuse` reuses the signed URL.
+    let signed = remote.calls("download_url");
+    assert_eq!(signed, 1);
+    assert_eq!(b.resolve_file_url(&saved.file_id).await.unwrap(), url);
+    assert_eq!(remote.calls("download_url"), signed, "the signed URL was reused");
     b.await_idle().await;
     while !matches!(
         b.resolve_file_url(&saved.file_id).await.unwrap(),

@@ -44,6 +44,10 @@ pub struct Options {
     pub health_check_interval: Duration,
     /// `resolve_file_url` moves a queued download to the front (true).
     pub auto_prioritize_on_resolve: bool,
+    /// How long `resolve_file_url` reuses a signed download URL for the same object instead
+    /// of asking the signer again (60 s; zero disables). Keep it well under the server's URL
+    /// lifetime (900 s by default) (WEAK-16).
+    pub signed_url_reuse: Duration,
     /// Heartbeat period (15 s); zero disables it.
     pub heartbeat_interval: Duration,
     /// How long the stream may lag behind file events before it is restarted (30 s); zero disables.
@@ -71,6 +75,7 @@ impl Default for Options {
             max_concurrent_uploads: 2,
             health_check_interval: Duration::from_millis(10_000),
             auto_prioritize_on_resolve: true,
+            signed_url_reuse: Duration::from_secs(60),
             heartbeat_interval: Duration::from_millis(15_000),
             stream_stall_threshold: Duration::from_millis(30_000),
             max_stream_recovery_attempts: 5,
