@@ -304,11 +304,26 @@ async fn browser_and_cli_sync_and_tabs_elect_one_leader() {
             .filter(|(s, shown)| s == "synced" && *shown)
     })
     .await;
+    // Both images decoded in the gallery before the screenshot, so a person sees them.
+    until("the browser's own image shows", 60, || async {
+        card(&c, &hash)
+            .await
+            .filter(|(s, shown)| s == "synced" && *shown)
+    })
+    .await;
     let png_bytes = c.screenshot().await.unwrap();
     let shot = target().join("e2e").join("gallery.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     std::fs::write(&shot, &png_bytes).unwrap();
-    assert!(png_bytes.starts_with(b"\x89PNG"));
+    assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // IHDR: width and height, big-endian, at bytes 16..24: a whole window, not a blank stub.
+    let dim = |at: usize| u32::from_be_bytes(png_bytes[at..at + 4].try_into().unwrap());
+    assert!(
+        dim(16) >= 400 && dim(20) >= 300,
+        "screenshot is {}x{}",
+        dim(16),
+        dim(20)
+    );
     println!("screenshot: {}", shot.display());
 
     // Two tabs: one leads; closing it hands leadership to the other.
@@ -357,7 +372,24 @@ async fn browser_and_cli_sync_and_tabs_elect_one_leader() {
     })
     .await;
     println!("takeover after {:?}", started.elapsed());
-    // The new leader sees everything.
+    // The new leader sees everything, and does the transfers now: a file the CLI saves after
+    // the takeover is downloaded and shown by this tab (the only one left).
     assert!(card(&c, &hash).await.is_some() && card(&c, &cli_hash).await.is_some());
+    let after = png(96, 64, [200, 60, 160]);
+    let after_file = tmp.path().join("after-takeover.png");
+    std::fs::write(&after_file, &after).unwrap();
+    cli(&cli_dir, &base, &["save", after_file.to_str().unwrap()]);
+    cli(&cli_dir, &base, &["sync"]);
+    let after_hash = sha256(&after);
+    until(
+        "the new leader downloads and shows the CLI's new image",
+        60,
+        || async {
+            card(&c, &after_hash)
+                .await
+                .filter(|(s, shown)| s == "synced" && *shown)
+        },
+    )
+    .await;
     c.close().await.unwrap();
 }
