@@ -10,13 +10,13 @@ use crate::events::{SyncEvent, TransferKind};
 use crate::fs::{ByteStream, FileSystem};
 use crate::preprocess::{FileInput, Preprocessor, Preprocessors, serialize_metadata};
 use crate::remote::RemoteStorage;
+use crate::rt;
 use crate::schema::{
     Event, FileCreated, FileDeleted, FileRecord, FileUpdated, LocalFileState, LocalFileStateRemove,
     MetadataJson, TransferStatus,
 };
 use crate::store::Store;
 use crate::types::{ContentHash, FileId, LocalPath, ObjectKey, StoreId, Timestamp};
-use crate::rt;
 use crate::{Error, Result};
 
 /// What `save_file` and `update_file` return (API-3, API-4).

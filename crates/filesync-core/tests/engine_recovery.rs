@@ -480,7 +480,11 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
     let signed = remote.calls("download_url");
     assert_eq!(signed, 1);
     assert_eq!(b.resolve_file_url(&saved.file_id).await.unwrap(), url);
-    assert_eq!(remote.calls("download_url"), signed, "the signed URL was reused");
+    assert_eq!(
+        remote.calls("download_url"),
+        signed,
+        "the signed URL was reused"
+    );
     b.await_idle().await;
     while !matches!(
         b.resolve_file_url(&saved.file_id).await.unwrap(),

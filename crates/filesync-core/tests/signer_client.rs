@@ -458,3 +458,34 @@ async fn two_engines_sync_through_the_signer() {
         sync.shutdown().await;
     }
 }
+
+/// A signer that accepts connections and never answers: each call ends after the connect +
+/// read timeouts with a retryable error, and `health` is false (no call hangs a slot forever).
+#[tokio::test]
+async fn a_silent_signer_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    let _accepting = filesync_core::rt::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket); // read nothing, answer nothing
+        }
+    });
+    let c = SignerClient::builder(format!("http://{addr}/api"))
+        .with_connect_timeout(Duration::from_millis(100))
+        .with_read_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let key = ObjectKey::parse("s/k").unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), c.download_url(&key))
+        .await
+        .expect("the call ended on its own")
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let healthy = tokio::time::timeout(Duration::from_secs(10), c.health())
+        .await
+        .expect("health ended on its own");
+    assert!(!healthy);
+    assert!(!held.lock().unwrap().is_empty(), "the client did connect");
+}

@@ -1,8 +1,10 @@
 //! [`SignerClient`]: [`RemoteStorage`] over the signer HTTP contract (SGN-1..7), so it works
 //! with this project's servers and the original TypeScript ones. Built on reqwest: hyper +
 //! rustls natively, the browser's `fetch` on wasm32 (where upload bodies are collected before
-//! sending, because `fetch` takes no streamed request body without HTTP/2, and timeouts apply
-//! per request).
+//! sending, because `fetch` takes no streamed request body without HTTP/2). Signer calls
+//! (`sign`, `delete`, `health`) are bounded by the connect + read timeouts as a whole, on both
+//! platforms; transfers are bounded by the engine's `transfer_timeout`, and natively also by
+//! the connect and read (idle) timeouts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +93,7 @@ impl SignerClientBuilder {
             base,
             token: self.token,
             headers,
+            call_timeout: self.connect_timeout.saturating_add(self.read_timeout),
         })
     }
 }
@@ -105,6 +108,8 @@ pub struct SignerClient {
     base: String,
     token: Option<String>,
     headers: HeaderMap,
+    /// The whole of one signer call (connect + read timeouts).
+    call_timeout: Duration,
 }
 
 /// A transport failure (no HTTP status): always retryable.
@@ -195,6 +200,7 @@ impl SignerClient {
             .http
             .post(format!("{}{route}", self.base))
             .headers(self.headers.clone())
+            .timeout(self.call_timeout)
             .json(body);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -360,7 +366,8 @@ impl RemoteStorage for SignerClient {
         let mut req = self
             .http
             .get(format!("{}/health", self.base))
-            .headers(self.headers.clone());
+            .headers(self.headers.clone())
+            .timeout(self.call_timeout);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
