@@ -50,6 +50,9 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     types: TypeStore,
     description: String,
+    /// A local bucket's directories (objects, types): they must exist for it to be healthy
+    /// (object_store lists a missing directory as empty).
+    local_dirs: Vec<std::path::PathBuf>,
 }
 
 /// A bucket that could not be set up.
@@ -79,6 +82,7 @@ impl Bucket {
             store: open(&objects)?,
             types: TypeStore::Sidecar(open(&meta)?),
             description: format!("local directory {}", objects.display()),
+            local_dirs: vec![objects, meta],
         })
     }
 
@@ -121,6 +125,7 @@ impl Bucket {
             store: Arc::new(store),
             types: TypeStore::Attributes,
             description: format!("S3 bucket {} at {}", config.bucket, config.endpoint),
+            local_dirs: Vec::new(),
         })
     }
 
@@ -130,7 +135,17 @@ impl Bucket {
             store,
             types: TypeStore::Attributes,
             description: description.into(),
+            local_dirs: Vec::new(),
         }
+    }
+
+    /// Whether the bucket answers: a local bucket's directories exist, and listing works.
+    pub(crate) async fn healthy(&self) -> bool {
+        use futures::StreamExt;
+        if self.local_dirs.iter().any(|d| !d.is_dir()) {
+            return false;
+        }
+        !matches!(self.store.list(None).next().await, Some(Err(_)))
     }
 
     /// What the bucket is, for logs.

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
-use futures::StreamExt;
 
 use filesync_core::Error;
 use filesync_core::contract::UploadMethod;
@@ -167,8 +166,8 @@ impl ObjectSigner for R2Proxy {
     }
 
     async fn health(&self) -> HealthReport {
-        // R2-3: list one object.
-        let ok = !matches!(self.bucket.store().list(None).next().await, Some(Err(_)));
+        // R2-3: list one object (and, on local disk, find the bucket's directories).
+        let ok = self.bucket.healthy().await;
         let mut details = serde_json::Map::new();
         details.insert("bucket".into(), ok.into());
         details.insert("timestamp".into(), Timestamp::now().to_iso8601().into());

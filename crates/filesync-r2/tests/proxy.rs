@@ -463,6 +463,13 @@ async fn range_head_conditional_and_headers() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["bucket"], true);
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
+    // A bucket that is gone (the objects directory removed) is unhealthy, not "ok".
+    std::fs::remove_dir_all(s.dir.path().join("objects")).unwrap();
+    let gone = http.get(s.url("/api/health")).send().await.unwrap();
+    let status = gone.status();
+    let health: serde_json::Value = gone.json().await.unwrap();
+    assert_eq!(health["bucket"], false, "{status} {health}");
+    assert_ne!(status, 200);
 }
 
 /// WEAK-4: a body that does not match its declared checksum or length, or is over the size
