@@ -400,7 +400,8 @@ async fn wait_converged(clients: &[(FileSync, Arc<dyn Store>)]) -> bool {
 }
 
 /// Three engines, each with its own directory and SQLite store, save concurrently through
-/// `HttpRelay` on a real loopback server; then update and delete; all converge to one order.
+/// `HttpRelay` on a real loopback server; then one goes offline and saves while the others
+/// update and delete; back online it catches up, and all converge to one order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_engines_converge_over_http() {
     let (_dir, log) = scratch_log().await;
@@ -415,19 +416,28 @@ async fn three_engines_converge_over_http() {
         serve(listener, app, std::future::pending()).await.unwrap();
     }));
     let remote = MemoryRemote::new();
+    let relay_at = |addr: std::net::SocketAddr| {
+        HttpRelay::new(format!("http://{addr}/api"), Some("store-a-token".into())).unwrap()
+    };
+    let start = |fs: Arc<dyn FileSystem>, store: Arc<dyn Store>, relay: HttpRelay| {
+        let remote = remote.clone();
+        async move {
+            FileSync::builder(StoreId::parse("store-a").unwrap(), fs, store)
+                .with_remote(Arc::new(remote))
+                .with_relay(Arc::new(relay))
+                .start()
+                .await
+                .unwrap()
+        }
+    };
     let mut clients = Vec::new();
+    let mut disks = Vec::new();
     for _ in 0..3 {
         let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let relay =
-            HttpRelay::new(format!("http://{addr}/api"), Some("store-a-token".into())).unwrap();
-        let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
-            .with_remote(Arc::new(remote.clone()))
-            .with_relay(Arc::new(relay))
-            .start()
-            .await
-            .unwrap();
+        let sync = start(Arc::clone(&fs), Arc::clone(&store), relay_at(addr)).await;
         clients.push((sync, store));
+        disks.push(fs);
     }
     let saves = clients.iter().enumerate().map(|(n, (sync, _))| async move {
         let mut ids = Vec::new();
@@ -454,6 +464,21 @@ async fn three_engines_converge_over_http() {
         dump(&clients, &log).await;
         panic!("the three clients did not converge after saving");
     }
+    // Client 2 goes offline (its relay unreachable) and saves; meanwhile the others update
+    // and delete. Back online, it catches up and its offline save is ordered after theirs.
+    let (offline, store2) = clients.pop().unwrap();
+    offline.shutdown().await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let offline = start(Arc::clone(&disks[2]), Arc::clone(&store2), relay_at(dead)).await;
+    let offline_id = offline
+        .save_file(FileInput::from_bytes("f", "text/plain", "saved offline"))
+        .await
+        .unwrap()
+        .file_id;
     clients[1]
         .0
         .update_file(
@@ -462,11 +487,20 @@ async fn three_engines_converge_over_http() {
         )
         .await
         .unwrap();
-    clients[2].0.delete_file(&ids[5]).await.unwrap();
+    clients[0].0.delete_file(&ids[5]).await.unwrap();
     if !wait_converged(&clients).await {
         dump(&clients, &log).await;
-        panic!("the three clients did not converge after update/delete");
+        panic!("the two online clients did not converge after update/delete");
     }
+    offline.shutdown().await;
+    let back = start(Arc::clone(&disks[2]), Arc::clone(&store2), relay_at(addr)).await;
+    clients.push((back, store2));
+    if !wait_converged(&clients).await {
+        dump(&clients, &log).await;
+        panic!("the client that was offline did not catch up");
+    }
+    let seen = clients[0].1.file(&offline_id).await.unwrap();
+    assert!(seen.is_some(), "the offline save reached the others");
     let store = StoreId::parse("store-a").unwrap();
     let relay_log = log.read(&store, 0, 1000).await.unwrap();
     let seqs: Vec<u64> = relay_log.iter().map(|e| e.seq_num).collect();
