@@ -382,3 +382,74 @@ async fn s3_bucket_from_flags_and_env() {
     );
     assert!(server.stop().await.success());
 }
+
+/// The relay is durable when it answers 200: a `filesync-r2` process killed with SIGKILL while
+/// a client pushes, restarted on the same data directory, holds every event it acknowledged.
+#[tokio::test]
+async fn sigkilled_relay_keeps_every_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]).await;
+    let base = server.base.clone();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let pusher = {
+        let acked = std::sync::Arc::clone(&acked);
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for seq in 1u64.. {
+                let event = serde_json::json!({
+                    "name": "v1.FileDeleted",
+                    "args": {"id": format!("file-{seq}"), "deletedAt": "2026-01-04T08:00:00.000Z"},
+                    "seqNum": seq, "parentSeqNum": seq - 1, "clientId": "c", "sessionId": "s"
+                });
+                let answer = http
+                    .post(format!("{base}/api/v1/stores/store/push"))
+                    .bearer_auth(TOKEN)
+                    .json(&serde_json::json!({ "batch": [event] }))
+                    .send()
+                    .await;
+                match answer {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().push(seq),
+                    _ => return, // the server is gone
+                }
+            }
+        })
+    };
+    for _ in 0..500 {
+        if acked.lock().unwrap().len() >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.child.start_kill().unwrap(); // SIGKILL, mid-push
+    let _ = server.child.wait().await;
+    let _ = pusher.await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 50,
+        "only {} pushes were answered",
+        acked.len()
+    );
+
+    let server = start(dir.path(), &[]).await;
+    let pulled: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/stores/store/pull?after=0&limit=100000",
+            server.base
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = pulled["events"].as_array().unwrap();
+    for seq in &acked {
+        let e = events
+            .get(*seq as usize - 1)
+            .unwrap_or_else(|| panic!("acknowledged event {seq} is gone"));
+        assert_eq!(e["seqNum"], *seq);
+        assert_eq!(e["args"]["id"], format!("file-{seq}"));
+    }
+    assert!(server.stop().await.success());
+}
