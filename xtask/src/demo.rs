@@ -104,7 +104,7 @@ impl Drop for Server {
 }
 
 /// `cargo xtask demo --web`: build the web demo, serve it with `filesync-r2` on a temporary
-/// data directory, print its URL, and run until Ctrl-C.
+/// data directory, print its URL (and open it where there is a desktop), and run until Ctrl-C.
 pub fn web(sh: &Shell) -> Result<()> {
     let site = crate::build_web(sh)?;
     cmd!(sh, "cargo build --quiet -p filesync-r2").run()?;
@@ -119,7 +119,9 @@ pub fn web(sh: &Shell) -> Result<()> {
     )?;
     let addr = server.addr.clone();
     step("web demo: open this in a browser (several tabs: one leads, the others follow)");
-    println!("http://{addr}/?store={STORE}&token={TOKEN}");
+    let url = format!("http://{addr}/?store={STORE}&token={TOKEN}");
+    println!("{url}");
+    open_browser(&url);
     println!(
         "CLI client: filesync --dir DIR --server http://{addr}/api --token {TOKEN} --store {STORE} sync"
     );
@@ -127,6 +129,30 @@ pub fn web(sh: &Shell) -> Result<()> {
     let status = server.child.wait()?;
     ensure!(status.success(), "filesync-r2 exited with {status}");
     Ok(())
+}
+
+/// Open `url` in the desktop's browser when there is a desktop (`xdg-open` on Linux with a
+/// display, `open` on macOS); otherwise the printed URL is all there is.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        Some("open")
+    } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+    {
+        Some("xdg-open")
+    } else {
+        None
+    };
+    if let Some(opener) = opener {
+        match Command::new(opener)
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(_) => println!("(opened with {opener})"),
+            Err(_) => println!("({opener} is not available: open the URL yourself)"),
+        }
+    }
 }
 
 /// One CLI client: its own directory (files + SQLite store).
