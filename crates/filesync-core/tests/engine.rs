@@ -812,18 +812,32 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
     for _ in 0..6 {
         remote.push_fault(Fault::Fail);
     }
+    // Every failed attempt marks the row `error`; only `transfer:exhausted` says the leader
+    // has stopped retrying.
+    let mut leader_events = Box::pin(a.events());
     let failing = b
         .save_file(text("b-err", "fails until retried"))
         .await
         .unwrap();
-    eventually("the upload exhausts its retries", || async {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = leader_events.next().await {
+            if matches!(&e, SyncEvent::TransferExhausted { file_id, .. } if *file_id == failing.file_id)
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the leader's upload exhausts its retries");
+    assert_eq!(
         store
             .local_state(&failing.file_id)
             .await
             .unwrap()
-            .is_some_and(|r| r.upload_status == TransferStatus::Error)
-    })
-    .await;
+            .unwrap()
+            .upload_status,
+        TransferStatus::Error
+    );
     assert_eq!(
         b.retry_errors().await.unwrap(),
         vec![failing.file_id.clone()]
