@@ -80,6 +80,18 @@ fn text(name: &str, body: &str) -> FileInput {
 }
 
 /// Wait (up to 10 s) until `check` holds.
+/// Whether the file's record has a remote key (its upload finished); panics if there is no
+/// record.
+async fn uploaded(store: &(impl Store + ?Sized), id: &FileId) -> bool {
+    store
+        .file(id)
+        .await
+        .unwrap()
+        .expect("the file's record")
+        .remote_key
+        .is_some()
+}
+
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -203,13 +215,7 @@ async fn eng_13_save_uploads_and_publishes_key() {
     let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
     let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
     eventually("the upload", || async {
-        c.store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*c.store, &saved.file_id).await
     })
     .await;
     c.sync.await_idle().await;
@@ -261,13 +267,7 @@ async fn eng_12_second_client_downloads() {
         .await
         .unwrap();
     eventually("upload on A", || async {
-        a.store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*a.store, &saved.file_id).await
     })
     .await;
     forward(&a.store, &b.store, EventSeq::ROOT).await;
@@ -306,13 +306,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
         .await
         .unwrap();
     eventually("upload", || async {
-        a.store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*a.store, &saved.file_id).await
     })
     .await;
     remote.push_fault(Fault::Corrupt);
@@ -369,13 +363,7 @@ async fn weak_14_hung_upload_times_out_then_completes() {
     let c = client(Some(&remote)).await;
     let saved = c.sync.save_file(text("h", "after a hang")).await.unwrap();
     eventually("upload after timeout", || async {
-        c.store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*c.store, &saved.file_id).await
     })
     .await;
     assert!(remote.calls("upload") >= 2);
@@ -394,14 +382,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
     eventually("offline", || async { !c.sync.is_online() }).await;
     remote.set_offline(false);
     eventually("online and uploaded", || async {
-        c.sync.is_online()
-            && c.store
-                .file(&saved.file_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .remote_key
-                .is_some()
+        c.sync.is_online() && uploaded(&*c.store, &saved.file_id).await
     })
     .await;
     let kinds: Vec<&str> = collect_events(events, 50)
@@ -487,20 +468,7 @@ async fn weak_6_shared_content_survives_one_delete() {
     let two = c.sync.save_file(text("2", "same")).await.unwrap();
     assert_eq!(one.path, two.path);
     eventually("both uploaded", || async {
-        c.store
-            .file(&one.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
-            && c.store
-                .file(&two.file_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .remote_key
-                .is_some()
+        uploaded(&*c.store, &one.file_id).await && uploaded(&*c.store, &two.file_id).await
     })
     .await;
     let key = ObjectKey::for_content(&store_id(), &one.content_hash);
@@ -574,13 +542,7 @@ async fn eng_9_bootstrap_sets_cursor_to_head() {
     let s1 = a.sync.save_file(text("1", "one")).await.unwrap();
     a.sync.save_file(text("2", "two")).await.unwrap();
     eventually("uploads", || async {
-        a.store
-            .file(&s1.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*a.store, &s1.file_id).await
     })
     .await;
     a.sync.await_idle().await;
@@ -797,13 +759,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .await
         .unwrap();
     eventually("leader uploads the follower's file", || async {
-        store
-            .file(&first.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*store, &first.file_id).await
     })
     .await;
     assert_eq!(remote.calls("upload"), 1, "exactly one engine uploaded");
@@ -843,13 +799,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         vec![failing.file_id.clone()]
     );
     eventually("the leader uploads the follower's retry", || async {
-        store
-            .file(&failing.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*store, &failing.file_id).await
     })
     .await;
     assert!(!b.is_leader(), "B stayed a follower throughout");
@@ -860,13 +810,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .await
         .unwrap();
     eventually("B took over and uploads", || async {
-        store
-            .file(&second.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*store, &second.file_id).await
     })
     .await;
     assert_eq!(remote.calls("upload"), uploads_so_far + 1);
@@ -896,13 +840,7 @@ async fn local_faults_are_retried() {
     eventually("upload attempted", || async { remote.calls("upload") >= 1 }).await;
     fs_a.cut_reads_at(None);
     eventually("upload after the read fault", || async {
-        a.store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*a.store, &saved.file_id).await
     })
     .await;
 
@@ -947,13 +885,7 @@ async fn weak_7_remote_delete_survives_outage_and_restart() {
         .await
         .unwrap();
     eventually("uploaded", || async {
-        store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*store, &saved.file_id).await
     })
     .await;
     let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
@@ -1056,13 +988,7 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
     assert_eq!(remote.calls("upload"), 1, "a follower does not transfer");
     leadership.regrant.notify_one();
     eventually("uploaded after regaining leadership", || async {
-        store
-            .file(&saved.file_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .remote_key
-            .is_some()
+        uploaded(&*store, &saved.file_id).await
     })
     .await;
     sync.shutdown().await;
