@@ -766,6 +766,12 @@ impl Engine {
         let Some(exec) = self.executor() else {
             return Ok(());
         };
+        // Only once the stream has handled every file event: until then it enqueues new rows
+        // itself, and adopting them first would race its handling of the same file.
+        let cursor = self.store.cursor().await?.last_event_sequence;
+        if self.store.head().await?.global != cursor.global {
+            return Ok(());
+        }
         for row in self.store.local_states().await? {
             for (kind, status) in [
                 (TransferKind::Upload, row.upload_status),
