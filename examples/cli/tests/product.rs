@@ -51,18 +51,19 @@ fn tool(name: &str) -> PathBuf {
     cargo_bin
 }
 
+/// `filesync --dir DIR --server SERVER --token TOKEN --store demo`, ready for a subcommand.
+fn filesync(dir: &Path, server: &str, token: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_filesync"));
+    c.arg("--dir")
+        .arg(dir)
+        .args(["--server", server, "--token", token, "--store", "demo"]);
+    c
+}
+
+const TOKEN: &str = "product-test-token-123";
+
 fn cli(dir: &Path, server: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_filesync"))
-        .args([
-            "--dir",
-            dir.to_str().unwrap(),
-            "--server",
-            server,
-            "--token",
-            "product-test-token-123",
-            "--store",
-            "demo",
-        ])
+    let out = filesync(dir, server, TOKEN)
         .args(args)
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -132,7 +133,7 @@ fn start_servers() -> Servers {
                 "--s3-force-path-style",
                 "true",
                 "--token",
-                "product-test-token-123:demo/",
+                &format!("{TOKEN}:demo/"),
                 "--relay-db",
             ])
             .arg(tmp.path().join("relay.sqlite"))
@@ -202,18 +203,8 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
         "the object was not deleted"
     );
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_filesync"))
-        .args([
-            "--dir",
-            b.to_str().unwrap(),
-            "--server",
-            &server,
-            "--token",
-            "wrong-token-000000",
-            "--store",
-            "demo",
-            "sync",
-        ])
+    let bad = filesync(&b, &server, "wrong-token-000000")
+        .arg("sync")
         .output()
         .unwrap();
     assert!(!bad.status.success());
@@ -237,18 +228,8 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
     args.extend(files.iter().map(String::as_str));
     cli(&a, &server, &args);
     for delay_ms in [30u64, 80, 150, 250, 400] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_filesync"))
-            .args([
-                "--dir",
-                a.to_str().unwrap(),
-                "--server",
-                &server,
-                "--token",
-                "product-test-token-123",
-                "--store",
-                "demo",
-                "watch",
-            ])
+        let mut child = filesync(&a, &server, TOKEN)
+            .arg("watch")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -296,15 +277,8 @@ fn watch_prints_remote_changes_and_offline_saves_sync_later() {
     let (tmp, server) = (&servers.tmp, servers.server.clone());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut watch = Kill(
-        Command::new(env!("CARGO_BIN_EXE_filesync"))
-            .args(["--dir", b.to_str().unwrap(), "--server", &server])
-            .args([
-                "--token",
-                "product-test-token-123",
-                "--store",
-                "demo",
-                "watch",
-            ])
+        filesync(&b, &server, TOKEN)
+            .arg("watch")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -330,32 +304,15 @@ fn watch_prints_remote_changes_and_offline_saves_sync_later() {
     let offline = format!("http://127.0.0.1:{}/api", free_port());
     let file = tmp.path().join("offline.txt");
     std::fs::write(&file, b"written while offline").unwrap();
-    let saved = Command::new(env!("CARGO_BIN_EXE_filesync"))
-        .args(["--dir", a.to_str().unwrap(), "--server", &offline])
-        .args([
-            "--token",
-            "product-test-token-123",
-            "--store",
-            "demo",
-            "save",
-        ])
+    let saved = filesync(&a, &offline, TOKEN)
+        .arg("save")
         .arg(&file)
         .output()
         .unwrap();
     assert!(saved.status.success(), "{saved:?}");
     assert!(String::from_utf8_lossy(&saved.stderr).contains("working offline"));
     let id = stdout(&saved).split('\t').next().unwrap().to_owned();
-    let failed = Command::new(env!("CARGO_BIN_EXE_filesync"))
-        .args(["--dir", a.to_str().unwrap(), "--server", &offline])
-        .args([
-            "--token",
-            "product-test-token-123",
-            "--store",
-            "demo",
-            "sync",
-        ])
-        .output()
-        .unwrap();
+    let failed = filesync(&a, &offline, TOKEN).arg("sync").output().unwrap();
     assert!(!failed.status.success());
     assert!(
         String::from_utf8_lossy(&failed.stderr).contains("cannot reach"),
