@@ -813,3 +813,48 @@ async fn shutdown_closes_open_streams_after_the_grace_period() {
         .expect("serve returned after the grace period");
     drop(body);
 }
+
+/// A relay that refuses the exchange (here a token scoped to another store: 403) is reported
+/// as `sync:error` with context `relay:refused`; a transient failure as `relay`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_failed_exchanges_are_reported() {
+    let (_dir, log) = scratch_log().await;
+    let (base, _server) = serve_relay(&log).await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (url, want) in [
+        (format!("{base}/api"), "relay:refused"),
+        (format!("http://{dead}/api"), "relay"),
+    ] {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+        let relay = HttpRelay::new(url, Some("store-a-token".into())).unwrap();
+        let builder = FileSync::builder(
+            StoreId::parse("store-b").unwrap(),
+            Arc::new(NativeFs::scratch().unwrap()),
+            store,
+        )
+        .with_remote(Arc::new(MemoryRemote::new()))
+        .with_relay(Arc::new(relay));
+        let mut events = Box::pin(builder.events());
+        let sync = builder.start().await.unwrap();
+        let context = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(e) = events.next().await {
+                if let filesync_core::events::SyncEvent::SyncError {
+                    context: Some(c), ..
+                } = e
+                    && c.starts_with("relay")
+                {
+                    return c;
+                }
+            }
+            String::new()
+        })
+        .await
+        .expect("a relay error was reported");
+        assert_eq!(context, want);
+        sync.shutdown().await;
+    }
+}
