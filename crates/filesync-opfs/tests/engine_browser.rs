@@ -18,17 +18,17 @@ use futures::FutureExt;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
+use crate::common::unique;
+
+mod common;
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// `fetch(url)` through `globalThis`: the body, or `None` if the fetch fails.
 async fn fetch(url: &str) -> Option<Vec<u8>> {
-    let global = js_sys::global();
-    let fetch: js_sys::Function = js_sys::Reflect::get(&global, &"fetch".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
+    let fetch: js_sys::Function = common::global("fetch").dyn_into().ok()?;
     let promise: js_sys::Promise = fetch
-        .call1(&global, &JsValue::from_str(url))
+        .call1(&js_sys::global(), &JsValue::from_str(url))
         .ok()?
         .dyn_into()
         .ok()?;
@@ -40,10 +40,6 @@ async fn fetch(url: &str) -> Option<Vec<u8>> {
     let promise: js_sys::Promise = array_buffer.call0(&response).ok()?.dyn_into().ok()?;
     let buf = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
     Some(js_sys::Uint8Array::new(&buf).to_vec())
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", js_sys::Math::random().to_bits())
 }
 
 async fn local_sync(leadership: Option<Arc<dyn Leadership>>) -> FileSync {

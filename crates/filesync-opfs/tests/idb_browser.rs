@@ -1,10 +1,10 @@
 //! `IdbStore` on a page (the main thread) of headless Chromium: the shared `store_conformance!` suite and
-//! the IndexedDB-specific tests (all in `idb_common::idb_tests!`). Run with
+//! the IndexedDB-specific tests (all in `common::idb::idb_tests!`). Run with
 //! `wasm-bindgen-test-runner` (see README.md); skipped on native targets.
 #![cfg(target_arch = "wasm32")]
 
 #[macro_use]
-mod idb_common;
+mod common;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 

@@ -1,6 +1,6 @@
 //! `OpfsFs` in a dedicated worker of headless Chromium: the shared `fs_conformance!` suite, the same
 //! suite through the fallback without `move()`, and the OPFS-specific tests (all in
-//! `common::opfs_tests!`). Run with `wasm-bindgen-test-runner` (see README.md); skipped on
+//! `common::fs::opfs_tests!`). Run with `wasm-bindgen-test-runner` (see README.md); skipped on
 //! native targets.
 #![cfg(target_arch = "wasm32")]
 

@@ -1,6 +1,5 @@
-//! Shared by `idb_browser.rs` and `idb_worker.rs`: the `IdbStore`-specific tests, run in both
-//! modes.
-#![allow(dead_code)]
+//! The `IdbStore`-specific tests, run by `idb_browser.rs` (a page) and `idb_worker.rs` (a
+//! dedicated worker).
 
 use std::sync::Arc;
 
@@ -376,16 +375,14 @@ async fn await_request(request: &web_sys::IdbRequest) -> Result<JsValue, JsValue
 }
 
 fn factory() -> web_sys::IdbFactory {
-    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
-        .expect("indexedDB")
-        .unchecked_into()
+    super::global("indexedDB").unchecked_into()
 }
 
 /// Another program's database (no filesync object stores, or a newer version) is refused
 /// with `NotAStore` and left as it was.
 pub async fn foreign_database_is_refused() {
     for version in [1u32, 7] {
-        let name = format!("filesync-foreign-{}", FileId::random());
+        let name = super::unique("filesync-foreign");
         let request = factory().open_with_u32(&name, version).expect("open");
         let db: web_sys::IdbDatabase = await_request(&request)
             .await
@@ -725,7 +722,7 @@ macro_rules! idb_tests {
         $(
             #[wasm_bindgen_test::wasm_bindgen_test]
             async fn $rule() {
-                idb_common::$rule().await;
+                common::idb::$rule().await;
             }
         )*
     };
