@@ -13,7 +13,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const TOKEN: &str = "binary-test-token-0123456789";
+use crate::common::{TOKEN, json};
+
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_filesync-r2");
 
 struct Running {
@@ -213,15 +216,11 @@ async fn data_dir_alone_is_a_complete_deployment() {
         .unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(again.text().await.unwrap(), "hello");
-    let pulled: serde_json::Value = http
-        .get(format!("{}/api/v1/stores/store/pull?after=0", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pulled = json(
+        http.get(format!("{}/api/v1/stores/store/pull?after=0", server.base))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(pulled["head"], 1);
     assert_eq!(pulled["events"][0]["args"]["id"], "f1");
     assert!(server.stop().await.success());
@@ -431,18 +430,15 @@ async fn sigkilled_relay_keeps_every_acknowledged_event() {
     );
 
     let server = start(dir.path(), &[]).await;
-    let pulled: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/stores/store/pull?after=0&limit=100000",
-            server.base
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pulled = json(
+        reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/stores/store/pull?after=0&limit=100000",
+                server.base
+            ))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     let events = pulled["events"].as_array().unwrap();
     for seq in &acked {
         let e = events

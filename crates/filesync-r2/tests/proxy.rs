@@ -13,16 +13,19 @@ use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
 use filesync_core::server::{
-    EventLog, ObjectSigner, RouterConfig, Secret, SqliteEventLog, TokenGrant, UploadSpec, serve,
+    EventLog, ObjectSigner, RouterConfig, Secret, SqliteEventLog, TokenGrant, UploadSpec,
 };
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::HttpRelay;
 use filesync_core::testing::sync::settled;
-use filesync_core::types::{ObjectKey, StoreId, Timestamp};
+use filesync_core::types::{StoreId, Timestamp};
 use filesync_r2::{Bucket, R2Config, R2Proxy, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TOKEN: &str = "proxy-test-token-0123456789";
+use crate::common::{TOKEN, json, key, serve_proxy, signed_put, spec};
+
+mod common;
+
 const OTHER_TOKEN: &str = "other-store-token-0123456789";
 
 struct Server {
@@ -61,33 +64,29 @@ impl Server {
 
 async fn start_with(max_object_size: u64) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut config = R2Config::new(
-        format!("http://{addr}").parse().unwrap(),
-        Secret::new("proxy-test-signing-secret"),
-    );
-    config.max_object_size = max_object_size;
-    let proxy = Arc::new(R2Proxy::new(Bucket::local(dir.path()).unwrap(), config));
     let relay: Arc<dyn EventLog> = Arc::new(
         SqliteEventLog::open(dir.path().join("relay.sqlite"))
             .await
             .unwrap(),
     );
-    let app = router(
-        Arc::clone(&proxy),
-        RouterConfig {
-            tokens: vec![
-                TokenGrant::parse(TOKEN).unwrap(),
-                TokenGrant::parse(&format!("{OTHER_TOKEN}:other/")).unwrap(),
-            ],
-            ..RouterConfig::default()
+    let (addr, proxy) = serve_proxy(
+        Bucket::local(dir.path()).unwrap(),
+        |config| config.max_object_size = max_object_size,
+        |proxy| {
+            router(
+                proxy,
+                RouterConfig {
+                    tokens: vec![
+                        TokenGrant::parse(TOKEN).unwrap(),
+                        TokenGrant::parse(&format!("{OTHER_TOKEN}:other/")).unwrap(),
+                    ],
+                    ..RouterConfig::default()
+                },
+                Some(relay),
+            )
         },
-        Some(relay),
-    );
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+    )
+    .await;
     Server { addr, proxy, dir }
 }
 
@@ -101,19 +100,6 @@ filesync_core::signer_conformance!(
     "conformance"
 );
 
-fn key(s: &str) -> ObjectKey {
-    ObjectKey::parse(s).unwrap()
-}
-
-fn spec(k: &str, body: &[u8]) -> UploadSpec {
-    UploadSpec {
-        key: key(k),
-        content_length: Some(body.len() as u64),
-        content_type: Some("text/plain".into()),
-        content_hash: Some(filesync_core::hash::hash_bytes(body)),
-    }
-}
-
 const LIFE: Duration = Duration::from_secs(900);
 
 async fn upload(s: &Server, k: &str, body: &'static [u8]) -> reqwest::Response {
@@ -122,11 +108,10 @@ async fn upload(s: &Server, k: &str, body: &'static [u8]) -> reqwest::Response {
         .sign_upload(&spec(k, body), LIFE, Timestamp::now())
         .await
         .unwrap();
-    let mut req = reqwest::Client::new().put(&signed.url).body(body);
-    for (h, v) in &signed.headers {
-        req = req.header(h, v);
-    }
-    req.send().await.unwrap()
+    signed_put(&reqwest::Client::new(), &signed, body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn download_url(s: &Server, k: &str) -> String {
@@ -452,14 +437,7 @@ async fn range_head_conditional_and_headers() {
         serde_json::json!({"error": "File not found"})
     );
     // R2-3: health.
-    let health: serde_json::Value = http
-        .get(s.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = json(http.get(s.url("/api/health"))).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["bucket"], true);
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
@@ -485,11 +463,7 @@ async fn failed_uploads_leave_nothing() {
         .sign_upload(&spec("s/sum", b"declared"), LIFE, Timestamp::now())
         .await
         .unwrap();
-    let mut req = http.put(&signed.url).body("imposter");
-    for (h, v) in &signed.headers {
-        req = req.header(h, v);
-    }
-    let r = req.send().await.unwrap();
+    let r = signed_put(&http, &signed, "imposter").send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("BadDigest"));
     assert!(s.objects().is_empty());
@@ -657,24 +631,14 @@ async fn static_files_beside_the_api() {
     let web = tempfile::tempdir().unwrap();
     std::fs::write(web.path().join("index.html"), "<h1>app</h1>").unwrap();
     std::fs::write(web.path().join("app.js"), "console.log(1)").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let proxy = Arc::new(R2Proxy::new(
+    let (addr, proxy) = serve_proxy(
         Bucket::local(dir.path()).unwrap(),
-        R2Config::new(
-            format!("http://{addr}").parse().unwrap(),
-            Secret::new("static-test-secret-000"),
-        ),
-    ));
-    let app = filesync_r2::router_with_static(
-        Arc::clone(&proxy),
-        RouterConfig::default(),
-        None,
-        Some(web.path()),
-    );
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+        |_| {},
+        |proxy| {
+            filesync_r2::router_with_static(proxy, RouterConfig::default(), None, Some(web.path()))
+        },
+    )
+    .await;
     let http = reqwest::Client::new();
     let index = http.get(format!("http://{addr}/")).send().await.unwrap();
     assert_eq!(index.status(), 200);
@@ -703,9 +667,12 @@ async fn static_files_beside_the_api() {
         .sign_upload(&spec("s/x", b"x"), LIFE, Timestamp::now())
         .await
         .unwrap();
-    let mut req = http.put(&signed.url).body("x");
-    for (h, v) in &signed.headers {
-        req = req.header(h, v);
-    }
-    assert_eq!(req.send().await.unwrap().status(), 200);
+    assert_eq!(
+        signed_put(&http, &signed, "x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

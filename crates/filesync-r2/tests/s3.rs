@@ -7,10 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use filesync_core::server::{ObjectSigner, RouterConfig, Secret, UploadSpec, serve};
+use filesync_core::server::{ObjectSigner, RouterConfig, Secret, UploadSpec};
 use filesync_core::testing::s3s::S3s;
-use filesync_core::types::{ObjectKey, Timestamp};
-use filesync_r2::{Bucket, R2Config, R2Proxy, S3Bucket, router};
+use filesync_core::types::Timestamp;
+use filesync_r2::{Bucket, R2Proxy, S3Bucket, router};
+
+use crate::common::{key, serve_proxy, spec};
+
+mod common;
 
 struct Server {
     _s3: S3s,
@@ -38,19 +42,12 @@ fn bucket(s3: &S3s, force_path_style: bool) -> Bucket {
 
 async fn start() -> Server {
     let s3 = S3s::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let proxy = Arc::new(R2Proxy::new(
+    let (_, proxy) = serve_proxy(
         bucket(&s3, true),
-        R2Config::new(
-            format!("http://{addr}").parse().unwrap(),
-            Secret::new("s3-backed-proxy-secret"),
-        ),
-    ));
-    let app = router(Arc::clone(&proxy), RouterConfig::default(), None);
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+        |_| {},
+        |proxy| router(proxy, RouterConfig::default(), None),
+    )
+    .await;
     Server { _s3: s3, proxy }
 }
 
@@ -66,12 +63,10 @@ filesync_core::signer_conformance!(
 async fn multipart_upload_type_and_range_through_s3() {
     let s = start().await;
     let body: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let key = ObjectKey::parse("s/big.bin").unwrap();
+    let key = key("s/big.bin");
     let spec = UploadSpec {
-        key: key.clone(),
-        content_length: Some(body.len() as u64),
         content_type: Some("application/x-test".into()),
-        content_hash: Some(filesync_core::hash::hash_bytes(&body)),
+        ..spec("s/big.bin", &body)
     };
     let life = Duration::from_secs(300);
     let up = s

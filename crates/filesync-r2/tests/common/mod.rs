@@ -1,0 +1,74 @@
+//! Shared by the `filesync-r2` tests: the bearer token, an `R2Proxy` served over loopback
+//! HTTP, upload specs and signed uploads, and JSON answers.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use filesync_core::server::{Secret, SignedRequest, UploadSpec, serve};
+use filesync_core::types::ObjectKey;
+use filesync_r2::{Bucket, R2Config, R2Proxy};
+use tokio::net::TcpListener;
+
+/// The bearer token the tests' servers accept (at least 16 characters).
+pub const TOKEN: &str = "r2-test-token-0123456789";
+
+/// Serve `app` on `listener` in the background, for the rest of the test.
+pub fn serve_in_background(listener: TcpListener, app: Router) {
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, std::future::pending()).await.unwrap();
+    }));
+}
+
+/// An `R2Proxy` on `bucket` served on `127.0.0.1:<free port>`, which is also its public URL;
+/// `configure` adjusts its settings and `app` builds the router around it. Returns the
+/// address and the proxy.
+pub async fn serve_proxy(
+    bucket: Bucket,
+    configure: impl FnOnce(&mut R2Config),
+    app: impl FnOnce(Arc<R2Proxy>) -> Router,
+) -> (SocketAddr, Arc<R2Proxy>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = R2Config::new(
+        format!("http://{addr}").parse().unwrap(),
+        Secret::new("r2-test-signing-secret"),
+    );
+    configure(&mut config);
+    let proxy = Arc::new(R2Proxy::new(bucket, config));
+    serve_in_background(listener, app(Arc::clone(&proxy)));
+    (addr, proxy)
+}
+
+pub fn key(s: &str) -> ObjectKey {
+    ObjectKey::parse(s).unwrap()
+}
+
+/// An upload of `body` under `key` as `text/plain`, its length and SHA-256 declared.
+pub fn spec(k: &str, body: &[u8]) -> UploadSpec {
+    UploadSpec {
+        key: key(k),
+        content_length: Some(body.len() as u64),
+        content_type: Some("text/plain".into()),
+        content_hash: Some(filesync_core::hash::hash_bytes(body)),
+    }
+}
+
+/// A `PUT` of `body` to a signed upload URL, with the headers it was signed with.
+pub fn signed_put(
+    http: &reqwest::Client,
+    signed: &SignedRequest,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    let mut req = http.put(&signed.url).body(body);
+    for (h, v) in &signed.headers {
+        req = req.header(h, v);
+    }
+    req
+}
+
+/// Send `request` and read its answer as JSON.
+pub async fn json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
