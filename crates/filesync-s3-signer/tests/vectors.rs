@@ -10,17 +10,50 @@ use filesync_core::server::{ObjectSigner, Secret, UploadSpec};
 use filesync_core::types::{ContentHash, ObjectKey, Timestamp};
 use filesync_s3_signer::{S3Config, S3Signer};
 
+use crate::common::config;
+
+mod common;
+
 fn aws_example(path_style: bool) -> S3Signer {
     S3Signer::new(S3Config {
-        endpoint: "https://s3.amazonaws.com".parse().unwrap(),
-        region: "us-east-1".into(),
-        bucket: "examplebucket".into(),
         access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
         secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        session_token: None,
         force_path_style: path_style,
+        ..config("https://s3.amazonaws.com", "examplebucket")
     })
     .unwrap()
+}
+
+/// Settings for a local S3 server (region `auto`, bucket `files`, keys `AK`/`SK`).
+fn local() -> S3Config {
+    S3Config {
+        region: "auto".into(),
+        access_key_id: "AK".into(),
+        secret_access_key: Secret::new("SK"),
+        ..config("http://127.0.0.1:9000", "files")
+    }
+}
+
+/// A presigned `GET` of `key` valid for `secs` seconds from [`may_24_2013`].
+fn presigned_get(signer: &S3Signer, key: &ObjectKey, secs: u64) -> String {
+    signer
+        .presign(
+            "GET",
+            &signer.object_url(key),
+            &BTreeMap::new(),
+            Duration::from_secs(secs),
+            may_24_2013(),
+        )
+        .unwrap()
+}
+
+/// The query parameters of `url`.
+fn query(url: &str) -> BTreeMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 fn may_24_2013() -> Timestamp {
@@ -37,17 +70,7 @@ fn aws_documented_presigned_get() {
         signer.object_url(&key),
         "https://examplebucket.s3.amazonaws.com/test.txt"
     );
-    let url = signer
-        .presign(
-            "GET",
-            &signer.object_url(&key),
-            &BTreeMap::new(),
-            Duration::from_secs(86_400),
-            may_24_2013(),
-        )
-        .unwrap();
-    let url = url::Url::parse(&url).unwrap();
-    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let q = query(&presigned_get(&signer, &key, 86_400));
     assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
     assert_eq!(
         q["X-Amz-Credential"],
@@ -93,8 +116,7 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
         .sign_upload(&spec, Duration::from_secs(900), may_24_2013())
         .await
         .unwrap();
-    let url = url::Url::parse(&signed.url).unwrap();
-    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let q = query(&signed.url);
     assert_eq!(q["X-Amz-Expires"], "900");
     assert_eq!(signed.expires_at.to_iso8601(), "2013-05-24T00:15:00.000Z");
     assert_eq!(
@@ -127,32 +149,12 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
 fn s3_7_session_token_in_query() {
     let signer = S3Signer::new(S3Config {
         session_token: Some(Secret::new("FQoGZXIvYXdzEXAMPLETOKEN")),
-        ..S3Config {
-            endpoint: "http://127.0.0.1:9000".parse().unwrap(),
-            region: "auto".into(),
-            bucket: "files".into(),
-            access_key_id: "AK".into(),
-            secret_access_key: Secret::new("SK"),
-            session_token: None,
-            force_path_style: true,
-        }
+        ..local()
     })
     .unwrap();
     let key = ObjectKey::parse("s/x").unwrap();
-    let url = signer
-        .presign(
-            "GET",
-            &signer.object_url(&key),
-            &BTreeMap::new(),
-            Duration::from_secs(60),
-            may_24_2013(),
-        )
-        .unwrap();
-    let q: BTreeMap<String, String> = url::Url::parse(&url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    let url = presigned_get(&signer, &key, 60);
+    let q = query(&url);
     assert_eq!(q["X-Amz-Security-Token"], "FQoGZXIvYXdzEXAMPLETOKEN");
     assert_eq!(q["X-Amz-Credential"], "AK/20130524/auto/s3/aws4_request");
     assert!(url.starts_with("http://127.0.0.1:9000/files/s/x?"));
@@ -165,15 +167,7 @@ fn s3_7_session_token_in_query() {
 /// Bad settings are refused with the flag and variable named.
 #[test]
 fn config_validation_names_the_setting() {
-    let base = S3Config {
-        endpoint: "http://127.0.0.1:9000".parse().unwrap(),
-        region: "auto".into(),
-        bucket: "files".into(),
-        access_key_id: "AK".into(),
-        secret_access_key: Secret::new("SK"),
-        session_token: None,
-        force_path_style: true,
-    };
+    let base = local();
     let err = S3Signer::new(S3Config {
         bucket: "X".into(),
         ..base.clone()
