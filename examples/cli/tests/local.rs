@@ -4,30 +4,17 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_filesync"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("FILESYNC_SERVER")
-        .output()
-        .unwrap()
-}
+use crate::common::{filesync, stdout, succeeds};
+
+mod common;
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "filesync {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout(&succeeds(&mut filesync(dir), args))
 }
 
 fn fails(dir: &Path, args: &[&str], needle: &str) {
-    let out = run(dir, args);
+    let out = filesync(dir).args(args).output().unwrap();
     assert!(!out.status.success(), "filesync {args:?} succeeded");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::common::{stdout, succeeds};
+
+mod common;
+
 struct Kill(Child);
 
 impl Drop for Kill {
@@ -53,31 +57,18 @@ fn tool(name: &str) -> PathBuf {
 
 /// `filesync --dir DIR --server SERVER --token TOKEN --store demo`, ready for a subcommand.
 fn filesync(dir: &Path, server: &str, token: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_filesync"));
-    c.arg("--dir")
-        .arg(dir)
-        .args(["--server", server, "--token", token, "--store", "demo"]);
+    let mut c = common::filesync(dir);
+    c.args(["--server", server, "--token", token, "--store", "demo"]);
     c
 }
 
 const TOKEN: &str = "product-test-token-123";
 
 fn cli(dir: &Path, server: &str, args: &[&str]) -> Output {
-    let out = filesync(dir, server, TOKEN)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "filesync {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
+    succeeds(
+        filesync(dir, server, TOKEN).env("RUST_BACKTRACE", "0"),
+        args,
+    )
 }
 
 struct Servers {
