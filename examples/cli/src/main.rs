@@ -55,7 +55,8 @@ struct Cli {
     /// Print results as JSON lines.
     #[arg(long)]
     json: bool,
-    /// Print the engine's events (EVT-1..10) as JSON lines on stderr.
+    /// Print the engine's events (sync, transfers and their progress, errors, recovery,
+    /// online/offline) as JSON lines on stderr.
     #[arg(long)]
     events: bool,
     #[command(subcommand)]
