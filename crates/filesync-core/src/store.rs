@@ -56,7 +56,7 @@ pub const MAX_READ_BATCH: usize = 1000;
 /// - `commit` is atomic: every event of the batch is logged and materialized, or none is.
 ///   It returns the sequence number assigned to each event, in order.
 /// - A `fileSyncCursorSet` whose cursor is beyond the log head is refused with
-///   [`Error::Conflict`] (and, being atomic, takes the rest of its batch with it).
+///   [`Error::Conflict`](crate::Error::Conflict) (and, being atomic, takes the rest of its batch with it).
 /// - `files` returns every row, soft-deleted ones included, ordered by id.
 /// - `events_after(seq, limit)` returns synced events with a global number above `seq.global`,
 ///   in order, at most `limit` (capped at [`MAX_READ_BATCH`]).

@@ -1,5 +1,7 @@
 //! The transfer executor (EXE-1..8, TST-4, WEAK-9, WEAK-14), on tokio's paused clock.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
