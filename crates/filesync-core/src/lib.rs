@@ -9,7 +9,7 @@
 pub mod api;
 pub mod cas;
 pub mod contract;
-pub mod engine;
+mod engine;
 pub mod error;
 pub mod events;
 pub mod fs;
@@ -29,4 +29,5 @@ pub mod types;
 pub mod testing;
 
 pub use api::{FileSync, FileSyncBuilder};
+pub use engine::{Options, RetryPolicy};
 pub use error::{BoxError, Error, Result};

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use filesync_core::FileSync;
-use filesync_core::engine::Options;
-use filesync_core::engine::executor::RetryPolicy;
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
@@ -18,6 +16,7 @@ use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::{MemoryRelay, RelayEvent};
 use filesync_core::testing::remote::FaultyRemote;
 use filesync_core::types::{FileId, StoreId};
+use filesync_core::{Options, RetryPolicy};
 
 struct Client {
     sync: FileSync,

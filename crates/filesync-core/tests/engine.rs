@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use filesync_core::api::FileUrl;
-use filesync_core::engine::Options;
-use filesync_core::engine::executor::RetryPolicy;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
 use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_type};
@@ -20,6 +18,7 @@ use filesync_core::store::{MemoryStore, SqliteStore, Store};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
 use filesync_core::types::{FileId, ObjectKey, StoreId};
 use filesync_core::{Error, FileSync};
+use filesync_core::{Options, RetryPolicy};
 use futures::{Stream, StreamExt};
 
 fn store_id() -> StoreId {

@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use filesync_core::engine::Options;
-use filesync_core::engine::executor::RetryPolicy;
 use filesync_core::events::{HeartbeatReason, RecoveryFrom, SyncEvent};
 use filesync_core::fs::{FileSystem, MemoryFs};
 use filesync_core::preprocess::FileInput;
@@ -22,6 +20,7 @@ use filesync_core::store::{MemoryStore, Store, StoredEvent};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
 use filesync_core::types::{FileId, ObjectKey, StoreId};
 use filesync_core::{Error, FileSync, Result};
+use filesync_core::{Options, RetryPolicy};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 

@@ -673,8 +673,8 @@ async fn relay_restart_loses_nothing_acknowledged() {
         let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
             .with_remote(Arc::new(remote.clone()))
             .with_relay(Arc::new(relay))
-            .with_options(filesync_core::engine::Options {
-                retry: filesync_core::engine::executor::RetryPolicy {
+            .with_options(filesync_core::Options {
+                retry: filesync_core::RetryPolicy {
                     base_delay: Duration::from_millis(20),
                     ..Default::default()
                 },

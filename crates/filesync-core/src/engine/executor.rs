@@ -17,46 +17,7 @@ use crate::rt::{self, Instant, MaybeSend, MaybeSync, Task};
 use crate::types::FileId;
 use crate::{Error, Result};
 
-/// How failed transfers are retried (EXE-3). Defaults: 1 s base doubling (1, 2, 4, 8, 16 s),
-/// each delay jittered by ×0.8–1.2, at most 5 retries, and no retry that would end more than
-/// 60 s after the first failure.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// The first delay.
-    pub base_delay: Duration,
-    /// Total time after the first failure within which retries may start (`maxDelayMs`).
-    pub max_elapsed: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// Each delay is multiplied by a random factor in `1 ± jitter`.
-    pub jitter: f64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base_delay: Duration::from_millis(1000),
-            max_elapsed: Duration::from_millis(60_000),
-            max_retries: 5,
-            jitter: 0.2,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `retry` (0-based), before jitter.
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.base_delay.saturating_mul(2u32.saturating_pow(retry))
-    }
-
-    pub(crate) fn jittered(&self, retry: u32) -> Duration {
-        let mut r = [0u8; 4];
-        rt::fill_random(&mut r);
-        let unit = f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX);
-        let factor = 1.0 - self.jitter + 2.0 * self.jitter * unit;
-        self.delay(retry).mul_f64(factor.max(0.0))
-    }
-}
+use super::options::RetryPolicy;
 
 /// Executor limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -276,6 +237,7 @@ impl Executor {
 
     async fn attempts(&self, kind: TransferKind, id: FileId) -> Result<()> {
         let policy = self.config.retry;
+        let mut backoff = policy.backoff();
         let mut first_failure: Option<Instant> = None;
         let mut retry = 0u32;
         loop {
@@ -290,7 +252,7 @@ impl Executor {
                 return Err(error);
             }
             let first = *first_failure.get_or_insert_with(Instant::now);
-            let delay = policy.jittered(retry);
+            let delay = backoff.jittered(retry);
             if Instant::now().duration_since(first) + delay > policy.max_elapsed {
                 return Err(error);
             }
@@ -468,9 +430,5 @@ impl Priority {
     }
 }
 
-impl Executor {
-    /// Queue a download at high priority (used by `resolve_file_url`).
-    pub fn enqueue_high(&self, id: FileId) {
-        self.enqueue_with(TransferKind::Download, id, Priority::High);
-    }
-}
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;

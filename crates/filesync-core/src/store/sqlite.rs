@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::watch;
 
-use super::{MAX_READ_BATCH, Store, StoredEvent, Tables, commit_batch};
+use super::backend::{Tables, commit_batch, confirm_batch, rebase_batch};
+use super::{MAX_READ_BATCH, Store, StoredEvent};
 use crate::schema::{
     CURSOR_DOCUMENT_ID, Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, Mutation,
 };
@@ -683,7 +684,7 @@ impl Store for SqliteStore {
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(|e| sql_err("confirm", path, e))?;
                 let mut tx = Tx(tx);
-                super::confirm_batch(&mut tx, seq)?;
+                confirm_batch(&mut tx, seq)?;
                 let head = tx.head()?;
                 tx.0.commit().map_err(|e| sql_err("confirm", path, e))?;
                 Ok(head)
@@ -700,7 +701,7 @@ impl Store for SqliteStore {
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(|e| sql_err("apply remote events", path, e))?;
                 let mut tx = Tx(tx);
-                let rebased = super::rebase_batch(&mut tx, &events)?;
+                let rebased = rebase_batch(&mut tx, &events)?;
                 let head = tx.head()?;
                 tx.0.commit()
                     .map_err(|e| sql_err("apply remote events", path, e))?;

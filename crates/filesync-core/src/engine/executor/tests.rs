@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use filesync_core::engine::executor::{Executor, ExecutorConfig, RetryPolicy, TransferHandler};
-use filesync_core::events::TransferKind;
-use filesync_core::rt::{Instant, sleep};
-use filesync_core::types::FileId;
-use filesync_core::{Error, Result};
+
+use super::{Executor, ExecutorConfig, TransferHandler};
+use crate::engine::RetryPolicy;
+use crate::events::TransferKind;
+use crate::rt::{Instant, sleep};
+use crate::types::FileId;
+use crate::{Error, Result};
 
 #[derive(Default)]
 struct Recorder {

@@ -1,0 +1,116 @@
+//! The local state manager (ENG-1): `localFileState` read-modify-writes under
+//! [`Engine::lock_state`], and releasing content no live record uses (WEAK-6, WEAK-7).
+
+use crate::Result;
+use crate::cas::References;
+use crate::events::TransferKind;
+use crate::schema::{Event, FileRecord, LocalFileState, LocalFileStateRemove, TransferStatus};
+use crate::types::{FileId, ObjectKey};
+
+use super::Engine;
+
+impl Engine {
+    /// Hold this while reading a state row and writing it back.
+    pub(crate) async fn lock_state(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.state_lock.lock().await
+    }
+
+    pub(super) async fn put_state(&self, row: LocalFileState) -> Result<()> {
+        self.store
+            .commit(vec![Event::LocalFileStateUpsert(row)])
+            .await
+            .map(drop)
+    }
+
+    /// Change one status (and the error); a no-op when the row is missing (ENG-1).
+    pub(super) async fn set_status(
+        &self,
+        id: &FileId,
+        kind: TransferKind,
+        status: TransferStatus,
+        error: Option<String>,
+    ) -> Result<()> {
+        let _guard = self.lock_state().await;
+        let Some(mut row) = self.store.local_state(id).await? else {
+            return Ok(());
+        };
+        match kind {
+            TransferKind::Upload => row.upload_status = status,
+            TransferKind::Download => row.download_status = status,
+        }
+        if let Some(e) = error {
+            row.last_sync_error = e;
+        }
+        self.put_state(row).await
+    }
+
+    pub(super) async fn remove_state(&self, id: &FileId) -> Result<()> {
+        if self.store.local_state(id).await?.is_some() {
+            self.store
+                .commit(vec![Event::LocalFileStateRemove(LocalFileStateRemove {
+                    file_id: id.clone(),
+                })])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Release local content of `hash` unless a live record uses it (WEAK-6).
+    pub(crate) async fn release_local(&self, record: &FileRecord) -> Result<()> {
+        let refs = References::from_records(&self.store.files().await?);
+        self.cas
+            .release(&record.content_hash, &refs)
+            .await
+            .map(drop)
+    }
+
+    /// Owe the deletion of a remote object of `hash` unless a live record uses it (WEAK-6),
+    /// and try it now. The debt is stored, so a delete lost to an outage or a crash is retried
+    /// later (WEAK-7) rather than forgotten.
+    pub(crate) async fn release_remote(&self, key: &ObjectKey, hash: &crate::types::ContentHash) {
+        if self.remote.is_none() {
+            return;
+        }
+        match self.store.files().await {
+            Ok(files) if !References::from_records(&files).is_referenced(hash) => {}
+            _ => return,
+        }
+        if let Err(e) = self.store.set_remote_delete(key, true).await {
+            tracing::warn!(%key, error = %e, "could not record the remote delete");
+        }
+        self.drain_remote_deletes().await;
+    }
+
+    /// Perform owed remote deletes, skipping (and forgetting) objects a live record uses again.
+    /// Stops at the first failure; the rest stays owed.
+    pub(crate) async fn drain_remote_deletes(&self) {
+        let Some(remote) = &self.remote else { return };
+        let Ok(keys) = self.store.remote_deletes().await else {
+            return;
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let Ok(files) = self.store.files().await else {
+            return;
+        };
+        let refs = References::from_records(&files);
+        for key in keys {
+            let hash = key
+                .as_str()
+                .rsplit('/')
+                .next()
+                .and_then(|h| crate::types::ContentHash::parse(h).ok());
+            if !hash.is_some_and(|h| refs.is_referenced(&h))
+                && let Err(e) = remote.delete(&key).await
+            {
+                tracing::debug!(%key, error = %e, "remote delete failed; will retry");
+                return;
+            }
+            if let Err(e) = self.store.set_remote_delete(&key, false).await {
+                tracing::warn!(%key, error = %e, "could not clear the remote delete");
+                return;
+            }
+        }
+    }
+}
