@@ -7,7 +7,8 @@ use std::ops::{Bound, RangeBounds};
 use filesync_core::schema::{
     CURSOR_DOCUMENT_ID, Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, Mutation,
 };
-use filesync_core::store::{StoredEvent, Tables};
+use filesync_core::store::StoredEvent;
+use filesync_core::store::backend::Tables;
 use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, Result};
 use serde::Serialize;

@@ -23,9 +23,8 @@ use filesync_core::rt::Instant;
 use filesync_core::schema::{
     CURSOR_DOCUMENT_ID, Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState,
 };
-use filesync_core::store::{
-    MAX_READ_BATCH, Store, StoredEvent, commit_batch, confirm_batch, rebase_batch,
-};
+use filesync_core::store::backend::{commit_batch, confirm_batch, rebase_batch};
+use filesync_core::store::{MAX_READ_BATCH, Store, StoredEvent};
 use filesync_core::types::{FileId, ObjectKey};
 use tokio::sync::{Mutex, watch};
 use wasm_bindgen::prelude::Closure;
