@@ -24,7 +24,7 @@ use filesync_core::testing::s3s::S3s;
 use filesync_core::testing::sync::settled;
 use filesync_core::types::{ObjectKey, StoreId, Timestamp};
 use filesync_core::{FileSync, hash::hash_bytes};
-use filesync_s3_signer::{S3Config, S3Signer};
+use filesync_s3_signer::{S3Settings, S3Signer};
 
 const AK: &str = S3s::ACCESS_KEY;
 const SK: &str = S3s::SECRET_KEY;
@@ -34,7 +34,7 @@ async fn start_s3() -> S3s {
 }
 
 fn signer(s: &S3s, bucket: &str) -> S3Signer {
-    S3Signer::new(S3Config {
+    S3Signer::new(S3Settings {
         endpoint: s.endpoint().parse().unwrap(),
         region: "us-east-1".into(),
         bucket: bucket.into(),

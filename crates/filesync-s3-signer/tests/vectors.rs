@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use filesync_core::server::{ObjectSigner, Secret, UploadSpec};
 use filesync_core::types::{ContentHash, ObjectKey, Timestamp};
-use filesync_s3_signer::{S3Config, S3Signer};
+use filesync_s3_signer::{S3Settings, S3Signer};
 
 fn aws_example(path_style: bool) -> S3Signer {
-    S3Signer::new(S3Config {
+    S3Signer::new(S3Settings {
         endpoint: "https://s3.amazonaws.com".parse().unwrap(),
         region: "us-east-1".into(),
         bucket: "examplebucket".into(),
@@ -125,9 +125,9 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
 /// S3-2, S3-7: a session token travels as `X-Amz-Security-Token` and is signed.
 #[test]
 fn s3_7_session_token_in_query() {
-    let signer = S3Signer::new(S3Config {
+    let signer = S3Signer::new(S3Settings {
         session_token: Some(Secret::new("FQoGZXIvYXdzEXAMPLETOKEN")),
-        ..S3Config {
+        ..S3Settings {
             endpoint: "http://127.0.0.1:9000".parse().unwrap(),
             region: "auto".into(),
             bucket: "files".into(),
@@ -165,7 +165,7 @@ fn s3_7_session_token_in_query() {
 /// Bad settings are refused with the flag and variable named.
 #[test]
 fn config_validation_names_the_setting() {
-    let base = S3Config {
+    let base = S3Settings {
         endpoint: "http://127.0.0.1:9000".parse().unwrap(),
         region: "auto".into(),
         bucket: "files".into(),
@@ -174,7 +174,7 @@ fn config_validation_names_the_setting() {
         session_token: None,
         force_path_style: true,
     };
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         bucket: "X".into(),
         ..base.clone()
     })
@@ -183,13 +183,13 @@ fn config_validation_names_the_setting() {
         err.to_string().starts_with("--s3-bucket (S3_BUCKET)"),
         "{err}"
     );
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         endpoint: "ftp://h".parse().unwrap(),
         ..base.clone()
     })
     .unwrap_err();
     assert!(err.to_string().contains("S3_ENDPOINT"), "{err}");
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         access_key_id: " ".into(),
         ..base
     })
