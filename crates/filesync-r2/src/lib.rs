@@ -157,10 +157,10 @@ impl ObjectSigner for R2Proxy {
             .delete(key)
             .await
             .map_err(|e| filesync_core::Error::Remote {
-            status: None,
-            retryable: true,
-            message: format!("delete failed: {e}"),
-        })
+                status: None,
+                retryable: true,
+                message: format!("delete failed: {e}"),
+            })
     }
 
     async fn health(&self) -> HealthReport {

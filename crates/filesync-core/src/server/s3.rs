@@ -154,7 +154,7 @@ impl S3Settings {
     /// `S3_FORCE_PATH_STYLE` (optional: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`),
     /// validated.
     pub fn from_env() -> Result<Self, SettingError> {
-        Self::from_lookup(|name| std::env::var(name))
+        Self::from_lookup(std::env::var)
     }
 
     /// [`from_env`](Self::from_env) with the variables from `var`.
@@ -172,10 +172,7 @@ impl S3Settings {
         let force_path_style = match get(S3Key::ForcePathStyle)? {
             None => false,
             Some(v) => parse_bool(&v).ok_or_else(|| {
-                SettingError::s3(
-                    S3Key::ForcePathStyle,
-                    format!("{v:?} is not true or false"),
-                )
+                SettingError::s3(S3Key::ForcePathStyle, format!("{v:?} is not true or false"))
             })?,
         };
         let settings = Self {
@@ -288,7 +285,8 @@ mod cli {
 
     use super::{DEFAULT_REGION, S3Key, S3Settings, Secret, SettingError, parse_endpoint};
 
-    /// The S3 flags of both server binaries, each with its environment variable; flatten them
+    /// The S3 flags of both server binaries, each with its environment variable (also its
+    /// value name in `--help`, so a missing flag's error names the variable); flatten them
     /// into a binary's arguments with `#[command(flatten)]` and turn them into [`S3Settings`]
     /// with `try_from`.
     #[derive(Debug, Clone, clap::Args)]
@@ -299,7 +297,6 @@ mod cli {
         #[arg(
             long = S3Key::Endpoint.long(),
             env = S3Key::Endpoint.env(),
-            value_name = "URL",
             value_parser = endpoint
         )]
         pub s3_endpoint: Option<Url>,
@@ -311,20 +308,18 @@ mod cli {
         )]
         pub s3_region: String,
         /// Bucket name.
-        #[arg(long = S3Key::Bucket.long(), env = S3Key::Bucket.env(), value_name = "NAME")]
+        #[arg(long = S3Key::Bucket.long(), env = S3Key::Bucket.env())]
         pub s3_bucket: Option<String>,
         /// Access key id.
         #[arg(
             long = S3Key::AccessKeyId.long(),
-            env = S3Key::AccessKeyId.env(),
-            value_name = "ID"
+            env = S3Key::AccessKeyId.env()
         )]
         pub s3_access_key_id: Option<String>,
         /// Secret access key.
         #[arg(
             long = S3Key::SecretAccessKey.long(),
             env = S3Key::SecretAccessKey.env(),
-            value_name = "KEY",
             hide_env_values = true,
             value_parser = secret
         )]
@@ -333,7 +328,6 @@ mod cli {
         #[arg(
             long = S3Key::SessionToken.long(),
             env = S3Key::SessionToken.env(),
-            value_name = "TOKEN",
             hide_env_values = true,
             value_parser = secret
         )]
@@ -343,7 +337,6 @@ mod cli {
         #[arg(
             long = S3Key::ForcePathStyle.long(),
             env = S3Key::ForcePathStyle.env(),
-            value_name = "BOOL",
             default_value_t = false,
             value_parser = BoolishValueParser::new(),
             action = clap::ArgAction::Set
@@ -419,9 +412,7 @@ mod tests {
     use super::*;
     use crate::types::{ContentHash, ObjectKey};
 
-    fn lookup(
-        vars: &[(&'static str, &str)],
-    ) -> impl Fn(&'static str) -> Result<String, VarError> {
+    fn lookup(vars: &[(&'static str, &str)]) -> impl Fn(&'static str) -> Result<String, VarError> {
         let vars: HashMap<&str, String> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
         move |name| vars.get(name).cloned().ok_or(VarError::NotPresent)
     }
@@ -456,7 +447,10 @@ mod tests {
         assert_eq!(s.region, "us-east-1");
         assert_eq!(s.session_token, Some(Secret::new("T")));
         assert!(s.force_path_style);
-        assert!(!format!("{s:?}").contains("SK"), "secrets stay out of Debug");
+        assert!(
+            !format!("{s:?}").contains("SK"),
+            "secrets stay out of Debug"
+        );
     }
 
     #[test]
@@ -478,9 +472,16 @@ mod tests {
                 .starts_with("--s3-endpoint (S3_ENDPOINT): \"not a url\" is not an http(s) URL"),
             "{e}"
         );
-        assert!(std::error::Error::source(&e).is_some(), "the parse error is kept");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parse error is kept"
+        );
         assert_eq!(e.env(), "S3_ENDPOINT");
-        assert!(with("S3_ENDPOINT", "ftp://h").to_string().contains("S3_ENDPOINT"));
+        assert!(
+            with("S3_ENDPOINT", "ftp://h")
+                .to_string()
+                .contains("S3_ENDPOINT")
+        );
         assert!(
             with("S3_BUCKET", "Bad_Bucket")
                 .to_string()

@@ -63,8 +63,8 @@ struct Args {
     /// The HMAC key for file URLs. Default: `<data-dir>/signing-secret`, created on first start.
     #[arg(long, env = "FILESYNC_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
-    /// Longest URL lifetime in seconds (clamped to 1..=3600) [default: 900]. Formerly
-    /// --ttl-secs (FILESYNC_TTL_SECS), still accepted.
+    /// Longest URL lifetime in seconds, clamped to 1..=3600; default 900. The former
+    /// --ttl-secs and FILESYNC_TTL_SECS still work.
     #[arg(long, alias = "ttl-secs", env = "FILESYNC_MAX_EXPIRY_SECS")]
     max_expiry_secs: Option<u64>,
     /// Largest accepted object in bytes.
@@ -242,7 +242,9 @@ async fn run(args: Args) -> Result<()> {
         ),
     ] {
         if !path.starts_with('/') {
-            return Err(SettingError::new(long, env, format!("{path:?} must start with '/'")).into());
+            return Err(
+                SettingError::new(long, env, format!("{path:?} must start with '/'")).into(),
+            );
         }
     }
     let tokens = tokens(&args)?;
@@ -280,9 +282,7 @@ async fn run(args: Args) -> Result<()> {
     let listener = bind(args.listen)
         .await
         .map_err(|e| Error::Start(e.into()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Start(e.into()))?;
+    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     let public_url = match args.public_url {
         Some(u) => u,
         None => format!("http://{addr}").parse().map_err(|e| {

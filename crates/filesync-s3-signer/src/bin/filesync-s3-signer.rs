@@ -109,9 +109,7 @@ async fn run(args: Args) -> Result<()> {
     let listener = bind(args.listen)
         .await
         .map_err(|e| Error::Start(e.into()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Start(e.into()))?;
+    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
     serve(
