@@ -292,8 +292,8 @@ mod cli {
     #[derive(Debug, Clone, clap::Args)]
     #[command(next_help_heading = "S3 bucket")]
     pub struct S3Args {
-        /// S3 endpoint URL, e.g. https://<account>.r2.cloudflarestorage.com or
-        /// http://127.0.0.1:9000.
+        /// S3 endpoint URL, e.g. `https://<account>.r2.cloudflarestorage.com` or
+        /// `http://127.0.0.1:9000`.
         #[arg(
             long = S3Key::Endpoint.long(),
             env = S3Key::Endpoint.env(),
