@@ -38,6 +38,7 @@ use crate::types::{ContentHash, ObjectKey, StoreId, Timestamp};
 use crate::{Error, Result};
 
 mod relay;
+pub mod s3;
 pub use relay::{EventLog, SqliteEventLog};
 
 /// What an upload declares; a signer may bind each into the signed request.

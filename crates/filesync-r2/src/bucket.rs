@@ -12,28 +12,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutPayload};
 
-use filesync_core::server::Secret;
+use filesync_core::server::s3::S3Settings;
 use filesync_core::types::ObjectKey;
 
-/// How to reach an S3-compatible bucket (Cloudflare R2, AWS S3, MinIO, ...): the same
-/// settings and environment variables as `filesync-s3-signer` (S3-2).
-#[derive(Debug, Clone)]
-pub struct S3Bucket {
-    /// `S3_ENDPOINT`, e.g. `https://<account>.r2.cloudflarestorage.com`.
-    pub endpoint: String,
-    /// `S3_REGION` (`auto` for R2).
-    pub region: String,
-    /// `S3_BUCKET`.
-    pub bucket: String,
-    /// `S3_ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `S3_SECRET_ACCESS_KEY`.
-    pub secret_access_key: Secret,
-    /// `S3_SESSION_TOKEN`, for temporary credentials.
-    pub session_token: Option<Secret>,
-    /// `S3_FORCE_PATH_STYLE`: `<endpoint>/<bucket>/<key>` instead of `<bucket>.<host>/<key>`.
-    pub force_path_style: bool,
-}
+use crate::{Error, Result};
 
 /// Where content types live.
 #[derive(Debug, Clone)]
@@ -55,20 +37,17 @@ pub struct Bucket {
     local_dirs: Vec<std::path::PathBuf>,
 }
 
-/// A bucket that could not be set up.
-#[derive(Debug, thiserror::Error)]
-#[error("bucket: {0}")]
-pub struct BucketError(String);
-
 impl Bucket {
     /// A bucket on local disk under `dir` (created if missing): objects in `dir/objects`,
     /// content types in `dir/meta`. Writes are atomic (a staging file, then a rename).
-    pub fn local(dir: &FsPath) -> Result<Self, BucketError> {
+    pub fn local(dir: &FsPath) -> Result<Self> {
         let objects = dir.join("objects");
         let meta = dir.join("meta");
         for d in [&objects, &meta] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| BucketError(format!("cannot create {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(|source| Error::CreateDir {
+                path: d.clone(),
+                source,
+            })?;
         }
         let open = |d: &FsPath| {
             LocalFileSystem::new_with_prefix(d)
@@ -76,7 +55,10 @@ impl Bucket {
                     Arc::new(fs.with_automatic_cleanup(true).with_fsync(true))
                         as Arc<dyn ObjectStore>
                 })
-                .map_err(|e| BucketError(format!("cannot open {}: {e}", d.display())))
+                .map_err(|source| Error::OpenStore {
+                    what: d.display().to_string(),
+                    source,
+                })
         };
         Ok(Self {
             store: open(&objects)?,
@@ -86,45 +68,30 @@ impl Bucket {
         })
     }
 
-    /// A bucket on S3-compatible storage.
-    pub fn s3(config: &S3Bucket) -> Result<Self, BucketError> {
-        match url::Url::parse(&config.endpoint) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(BucketError(format!(
-                    "endpoint {:?} is not an http(s) URL with a host",
-                    config.endpoint
-                )));
-            }
-        }
-        for (value, what) in [
-            (&config.region, "region"),
-            (&config.bucket, "bucket name"),
-            (&config.access_key_id, "access key id"),
-        ] {
-            if value.trim().is_empty() {
-                return Err(BucketError(format!("the {what} is empty")));
-            }
-        }
-        if config.secret_access_key.expose().is_empty() {
-            return Err(BucketError("the secret access key is empty".into()));
-        }
+    /// A bucket on S3-compatible storage (`settings` validated first).
+    pub fn s3(settings: &S3Settings) -> Result<Self> {
+        settings.validate().map_err(Error::InvalidS3Settings)?;
+        let endpoint = settings.endpoint.as_str().trim_end_matches('/');
+        let description = format!("S3 bucket {} at {endpoint}", settings.bucket);
         let mut b = AmazonS3Builder::new()
-            .with_endpoint(config.endpoint.trim_end_matches('/'))
-            .with_region(&config.region)
-            .with_bucket_name(&config.bucket)
-            .with_access_key_id(&config.access_key_id)
-            .with_secret_access_key(config.secret_access_key.expose())
-            .with_virtual_hosted_style_request(!config.force_path_style)
-            .with_allow_http(config.endpoint.starts_with("http://"));
-        if let Some(t) = &config.session_token {
+            .with_endpoint(endpoint)
+            .with_region(&settings.region)
+            .with_bucket_name(&settings.bucket)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(settings.secret_access_key.expose())
+            .with_virtual_hosted_style_request(!settings.force_path_style)
+            .with_allow_http(settings.endpoint.scheme() == "http");
+        if let Some(t) = &settings.session_token {
             b = b.with_token(t.expose());
         }
-        let store = b.build().map_err(|e| BucketError(e.to_string()))?;
+        let store = b.build().map_err(|source| Error::OpenStore {
+            what: description.clone(),
+            source,
+        })?;
         Ok(Self {
             store: Arc::new(store),
             types: TypeStore::Attributes,
-            description: format!("S3 bucket {} at {}", config.bucket, config.endpoint),
+            description,
             local_dirs: Vec::new(),
         })
     }

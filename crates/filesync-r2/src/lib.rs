@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 
-use filesync_core::Error;
 use filesync_core::contract::UploadMethod;
+use filesync_core::server::s3::upload_headers;
 use filesync_core::server::{
     EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
     router_with_fallback,
@@ -17,10 +17,13 @@ use filesync_core::server::{
 use filesync_core::types::{ObjectKey, Timestamp};
 
 mod bucket;
+mod error;
 mod files;
 pub mod signature;
 
-pub use bucket::{Bucket, BucketError, S3Bucket};
+pub use bucket::Bucket;
+pub use error::{Error, Result};
+pub use filesync_core::server::s3::S3Settings;
 
 /// The original's file route prefix (R2-1).
 pub const DEFAULT_FILES_BASE_PATH: &str = "/livestore-filesync-files";
@@ -111,7 +114,7 @@ impl ObjectSigner for R2Proxy {
             .content_length
             .is_some_and(|n| n > self.config.max_object_size)
         {
-            return Err(Error::InvalidInput {
+            return Err(filesync_core::Error::InvalidInput {
                 what: "contentLength",
                 reason: format!(
                     "{} bytes is over this server's limit of {} bytes",
@@ -122,18 +125,10 @@ impl ObjectSigner for R2Proxy {
         }
         let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now);
         // Headers the client sends with the bytes; the file route checks the checksum and
-        // stores the type. (The URL format cannot bind them: it is the original's.)
-        let mut headers = std::collections::BTreeMap::new();
-        if let Some(t) = &spec.content_type {
-            headers.insert("content-type".to_owned(), t.clone());
-        }
-        if let Some(h) = &spec.content_hash {
-            use base64::Engine;
-            headers.insert(
-                "x-amz-checksum-sha256".to_owned(),
-                base64::engine::general_purpose::STANDARD.encode(h.as_bytes()),
-            );
-        }
+        // stores the type. (The URL format cannot bind them: it is the original's.) The
+        // length is left to the client's HTTP stack: the file route counts the body itself.
+        let mut headers = upload_headers(spec);
+        headers.remove("content-length");
         Ok(SignedRequest {
             method: UploadMethod::Put,
             url,
@@ -158,11 +153,14 @@ impl ObjectSigner for R2Proxy {
     }
 
     async fn delete(&self, key: &ObjectKey) -> filesync_core::Result<()> {
-        self.bucket.delete(key).await.map_err(|e| Error::Remote {
-            status: None,
-            retryable: true,
-            message: format!("delete failed: {e}"),
-        })
+        self.bucket
+            .delete(key)
+            .await
+            .map_err(|e| filesync_core::Error::Remote {
+                status: None,
+                retryable: true,
+                message: format!("delete failed: {e}"),
+            })
     }
 
     async fn health(&self) -> HealthReport {

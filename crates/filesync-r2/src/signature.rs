@@ -12,7 +12,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use filesync_core::server::Secret;
-use filesync_core::types::ObjectKey;
+use filesync_core::types::{ObjectKey, ParseError};
 
 /// What JavaScript's `encodeURIComponent` leaves alone: `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -53,18 +53,24 @@ pub fn encode_key(key: &ObjectKey) -> String {
 /// The key a file path names (R2-6): the path after the files prefix, percent-decoded per
 /// segment, empty segments dropped, then validated as an [`ObjectKey`]. `None` for an empty
 /// key; `Err` for a key that is not valid UTF-8 or not a safe key (`..`, control characters).
-pub fn decode_key(path: &str) -> Option<Result<ObjectKey, String>> {
+pub fn decode_key(path: &str) -> Option<Result<ObjectKey, ParseError>> {
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
         match percent_decode_str(raw).decode_utf8() {
             Ok(s) => segments.push(s.into_owned()),
-            Err(_) => return Some(Err("the key is not valid UTF-8".into())),
+            Err(_) => {
+                return Some(Err(ParseError {
+                    what: "object key",
+                    input: path.chars().take(80).collect(),
+                    reason: "not valid UTF-8 once percent-decoded",
+                }));
+            }
         }
     }
     if segments.is_empty() {
         return None;
     }
-    Some(ObjectKey::parse(segments.join("/")).map_err(|e| e.to_string()))
+    Some(ObjectKey::parse(segments.join("/")))
 }
 
 /// Why a signed query was refused.

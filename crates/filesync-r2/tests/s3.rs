@@ -10,7 +10,7 @@ use std::time::Duration;
 use filesync_core::server::{ObjectSigner, RouterConfig, Secret, UploadSpec};
 use filesync_core::testing::s3s::S3s;
 use filesync_core::types::Timestamp;
-use filesync_r2::{Bucket, R2Proxy, S3Bucket, router};
+use filesync_r2::{Bucket, R2Proxy, S3Settings, router};
 
 use crate::common::{key, serve_proxy, spec};
 
@@ -28,8 +28,8 @@ impl Server {
 }
 
 fn bucket(s3: &S3s, force_path_style: bool) -> Bucket {
-    Bucket::s3(&S3Bucket {
-        endpoint: s3.endpoint(),
+    Bucket::s3(&S3Settings {
+        endpoint: s3.endpoint().parse().unwrap(),
         region: "us-east-1".into(),
         bucket: S3s::BUCKET.into(),
         access_key_id: S3s::ACCESS_KEY.into(),
@@ -103,34 +103,33 @@ async fn multipart_upload_type_and_range_through_s3() {
 /// only the configuration is checked: a bad endpoint is refused when the bucket is built.
 #[test]
 fn s3_settings_are_validated() {
-    let good = S3Bucket {
-        endpoint: "https://account.r2.cloudflarestorage.com".into(),
+    let good = S3Settings {
+        endpoint: "https://account.r2.cloudflarestorage.com".parse().unwrap(),
         region: "auto".into(),
-        bucket: "b".into(),
+        // S3 and R2 bucket names are 3 to 63 characters, checked by `S3Settings::validate`.
+        bucket: "bkt".into(),
         access_key_id: "a".into(),
         secret_access_key: Secret::new("s"),
         session_token: None,
         force_path_style: false,
     };
     assert!(Bucket::s3(&good).is_ok());
+    // An endpoint that is not a URL cannot be an `S3Settings` at all.
+    assert!(filesync_core::server::s3::parse_endpoint("not a url").is_err());
     for bad in [
-        S3Bucket {
-            endpoint: "not a url".into(),
+        S3Settings {
+            endpoint: "ftp://host".parse().unwrap(),
             ..good.clone()
         },
-        S3Bucket {
-            endpoint: "ftp://host".into(),
-            ..good.clone()
-        },
-        S3Bucket {
+        S3Settings {
             bucket: " ".into(),
             ..good.clone()
         },
-        S3Bucket {
+        S3Settings {
             access_key_id: String::new(),
             ..good.clone()
         },
-        S3Bucket {
+        S3Settings {
             secret_access_key: Secret::new(""),
             ..good.clone()
         },

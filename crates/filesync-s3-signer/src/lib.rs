@@ -10,7 +10,8 @@ use aws_sigv4::http_request::{
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use filesync_core::contract::UploadMethod;
-use filesync_core::server::{HealthReport, ObjectSigner, Secret, SignedRequest, UploadSpec};
+use filesync_core::server::s3::upload_headers;
+use filesync_core::server::{HealthReport, ObjectSigner, SignedRequest, UploadSpec};
 use filesync_core::types::{ObjectKey, Timestamp};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -21,94 +22,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Errors of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A setting is missing or malformed; names the flag and the environment variable.
-    #[error("{setting} ({env}): {reason}")]
-    Config {
-        /// The setting, e.g. `--s3-endpoint`.
-        setting: &'static str,
-        /// Its environment variable, e.g. `S3_ENDPOINT`.
-        env: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Signing failed.
-    #[error("signing failed: {0}")]
-    Signing(String),
-}
+mod error;
 
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Where the bucket is and how to sign for it (S3-2).
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    /// `S3_ENDPOINT`, e.g. `https://<account>.r2.cloudflarestorage.com` or `http://127.0.0.1:9000`.
-    pub endpoint: url::Url,
-    /// `S3_REGION` (default `auto`, as R2 expects; `us-east-1` for AWS's default region).
-    pub region: String,
-    /// `S3_BUCKET`.
-    pub bucket: String,
-    /// `S3_ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `S3_SECRET_ACCESS_KEY`.
-    pub secret_access_key: Secret,
-    /// `S3_SESSION_TOKEN`, for temporary credentials.
-    pub session_token: Option<Secret>,
-    /// `S3_FORCE_PATH_STYLE`: `<endpoint>/<bucket>/<key>` instead of `<bucket>.<host>/<key>`.
-    pub force_path_style: bool,
-}
-
-impl S3Config {
-    /// Validate the settings (no network access).
-    pub fn validate(&self) -> Result<()> {
-        if !matches!(self.endpoint.scheme(), "http" | "https") || self.endpoint.host_str().is_none()
-        {
-            return Err(Error::Config {
-                setting: "--s3-endpoint",
-                env: "S3_ENDPOINT",
-                reason: format!("{} is not an http(s) URL with a host", self.endpoint),
-            });
-        }
-        let bucket_ok = (3..=63).contains(&self.bucket.len())
-            && self
-                .bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !bucket_ok {
-            return Err(Error::Config {
-                setting: "--s3-bucket",
-                env: "S3_BUCKET",
-                reason: format!("{:?} is not a valid bucket name", self.bucket),
-            });
-        }
-        for (value, setting, env) in [
-            (&self.region, "--s3-region", "S3_REGION"),
-            (
-                &self.access_key_id,
-                "--s3-access-key-id",
-                "S3_ACCESS_KEY_ID",
-            ),
-            (
-                &self.secret_access_key.expose().to_owned(),
-                "--s3-secret-access-key",
-                "S3_SECRET_ACCESS_KEY",
-            ),
-        ] {
-            if value.trim().is_empty() {
-                return Err(Error::Config {
-                    setting,
-                    env,
-                    reason: "must not be empty".into(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
+pub use error::{Error, Result};
+pub use filesync_core::server::s3::S3Settings;
 
 /// [`ObjectSigner`] for any S3-compatible store: SigV4 query-presigned URLs (via `aws-sigv4`)
 /// whose real lifetime (`X-Amz-Expires`) is exactly the `expiresAt` it reports (WEAK-1), with
@@ -116,7 +33,7 @@ impl S3Config {
 /// (WEAK-4, WEAK-17). Deletes and health checks are header-signed requests from the server.
 #[derive(Debug, Clone)]
 pub struct S3Signer {
-    config: S3Config,
+    config: S3Settings,
     http: reqwest::Client,
 }
 
@@ -126,13 +43,13 @@ fn to_system_time(t: Timestamp) -> SystemTime {
 
 impl S3Signer {
     /// A signer for `config` (validated).
-    pub fn new(config: S3Config) -> Result<Self> {
+    pub fn new(config: S3Settings) -> Result<Self> {
         config.validate()?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::Signing(e.to_string()))?;
+            .map_err(Error::HttpClient)?;
         Ok(Self { config, http })
     }
 
@@ -217,7 +134,7 @@ impl S3Signer {
             .time(now)
             .settings(Self::settings(location, expires_in))
             .build()
-            .map_err(|e| Error::Signing(e.to_string()))?
+            .map_err(|e| Error::Signing(e.into()))?
             .into();
         let signable = SignableRequest::new(
             method,
@@ -225,9 +142,9 @@ impl S3Signer {
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             SignableBody::UnsignedPayload,
         )
-        .map_err(|e| Error::Signing(e.to_string()))?;
+        .map_err(|e| Error::Signing(e.into()))?;
         Ok(sign(signable, &params)
-            .map_err(|e| Error::Signing(e.to_string()))?
+            .map_err(|e| Error::Signing(e.into()))?
             .into_parts()
             .0)
     }
@@ -244,7 +161,10 @@ impl S3Signer {
     ) -> Result<String> {
         let instructions =
             self.instructions(method, url, headers, Some(expires_in), to_system_time(now))?;
-        let mut out = url::Url::parse(url).map_err(|e| Error::Signing(e.to_string()))?;
+        let mut out = url::Url::parse(url).map_err(|source| Error::Url {
+            url: url.to_owned(),
+            source,
+        })?;
         {
             let mut q = out.query_pairs_mut();
             for (k, v) in instructions.params() {
@@ -322,17 +242,8 @@ impl ObjectSigner for S3Signer {
         expires_in: Duration,
         now: Timestamp,
     ) -> filesync_core::Result<SignedRequest> {
-        let mut headers = BTreeMap::new();
-        if let Some(len) = spec.content_length {
-            headers.insert("content-length".to_owned(), len.to_string());
-        }
-        if let Some(t) = &spec.content_type {
-            headers.insert("content-type".to_owned(), t.clone());
-        }
-        if let Some(h) = &spec.content_hash {
-            headers.insert("x-amz-checksum-sha256".to_owned(), base64(h.as_bytes()));
-        }
-        self.presigned("PUT", &spec.key, headers, expires_in, now)
+        // Every declared header is signed: the bucket refuses other bytes.
+        self.presigned("PUT", &spec.key, upload_headers(spec), expires_in, now)
     }
 
     async fn sign_download(
@@ -375,15 +286,15 @@ fn expiry(now: Timestamp, expires_in: Duration) -> Timestamp {
     Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64).unwrap_or(now)
 }
 
+/// `e` as the contract's error; `Error::Remote` carries text, so the whole chain goes in it.
 fn core_err(e: Error) -> filesync_core::Error {
+    let chain: Vec<String> =
+        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
     filesync_core::Error::Remote {
         status: None,
         retryable: false,
-        message: e.to_string(),
+        message: chain.join(": "),
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use filesync_core::server::{ObjectSigner, Secret, UploadSpec};
 use filesync_core::types::{ContentHash, ObjectKey, Timestamp};
-use filesync_s3_signer::{S3Config, S3Signer};
+use filesync_s3_signer::{S3Settings, S3Signer};
 
 use crate::common::config;
 
 mod common;
 
 fn aws_example(path_style: bool) -> S3Signer {
-    S3Signer::new(S3Config {
+    S3Signer::new(S3Settings {
         access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
         secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         force_path_style: path_style,
@@ -25,8 +25,8 @@ fn aws_example(path_style: bool) -> S3Signer {
 }
 
 /// Settings for a local S3 server (region `auto`, bucket `files`, keys `AK`/`SK`).
-fn local() -> S3Config {
-    S3Config {
+fn local() -> S3Settings {
+    S3Settings {
         region: "auto".into(),
         access_key_id: "AK".into(),
         secret_access_key: Secret::new("SK"),
@@ -147,7 +147,7 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
 /// S3-2, S3-7: a session token travels as `X-Amz-Security-Token` and is signed.
 #[test]
 fn s3_7_session_token_in_query() {
-    let signer = S3Signer::new(S3Config {
+    let signer = S3Signer::new(S3Settings {
         session_token: Some(Secret::new("FQoGZXIvYXdzEXAMPLETOKEN")),
         ..local()
     })
@@ -168,7 +168,7 @@ fn s3_7_session_token_in_query() {
 #[test]
 fn config_validation_names_the_setting() {
     let base = local();
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         bucket: "X".into(),
         ..base.clone()
     })
@@ -177,13 +177,13 @@ fn config_validation_names_the_setting() {
         err.to_string().starts_with("--s3-bucket (S3_BUCKET)"),
         "{err}"
     );
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         endpoint: "ftp://h".parse().unwrap(),
         ..base.clone()
     })
     .unwrap_err();
     assert!(err.to_string().contains("S3_ENDPOINT"), "{err}");
-    let err = S3Signer::new(S3Config {
+    let err = S3Signer::new(S3Settings {
         access_key_id: " ".into(),
         ..base
     })

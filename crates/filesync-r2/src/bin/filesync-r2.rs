@@ -7,12 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use filesync_core::server::s3::{S3Args, SettingError};
 use filesync_core::server::{
     RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, serve, shutdown_signal,
 };
 use filesync_r2::{
-    Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, S3Bucket, router_with_static,
+    Bucket, DEFAULT_FILES_BASE_PATH, Error, R2Config, R2Proxy, Result, S3Settings,
+    router_with_static,
 };
+
+/// URL lifetime when none is given, in seconds.
+const DEFAULT_MAX_EXPIRY_SECS: u64 = 900;
+/// `--max-expiry-secs`'s former variable, still read when the new one is not set.
+const TTL_SECS_ENV: &str = "FILESYNC_TTL_SECS";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,9 +63,10 @@ struct Args {
     /// The HMAC key for file URLs. Default: `<data-dir>/signing-secret`, created on first start.
     #[arg(long, env = "FILESYNC_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
-    /// URL lifetime in seconds (clamped to 1..=3600).
-    #[arg(long, env = "FILESYNC_TTL_SECS", default_value_t = 900)]
-    ttl_secs: u64,
+    /// Longest URL lifetime in seconds, clamped to 1..=3600; default 900. The former
+    /// --ttl-secs and FILESYNC_TTL_SECS still work.
+    #[arg(long, alias = "ttl-secs", env = "FILESYNC_MAX_EXPIRY_SECS")]
+    max_expiry_secs: Option<u64>,
     /// Largest accepted object in bytes.
     #[arg(long, env = "FILESYNC_MAX_OBJECT_SIZE", default_value_t = filesync_r2::DEFAULT_MAX_OBJECT_SIZE)]
     max_object_size: u64,
@@ -78,79 +86,68 @@ struct Args {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
-    /// S3 endpoint of the bucket (instead of the local directory), e.g.
-    /// https://<account>.r2.cloudflarestorage.com.
-    #[arg(long, env = "S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region (`auto` for R2).
-    #[arg(long, env = "S3_REGION", default_value = "auto")]
-    s3_region: String,
-    /// Bucket name.
-    #[arg(long, env = "S3_BUCKET")]
-    s3_bucket: Option<String>,
-    /// Access key id.
-    #[arg(long, env = "S3_ACCESS_KEY_ID")]
-    s3_access_key_id: Option<String>,
-    /// Secret access key.
-    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    s3_secret_access_key: Option<String>,
-    /// Session token for temporary credentials.
-    #[arg(long, env = "S3_SESSION_TOKEN", hide_env_values = true)]
-    s3_session_token: Option<String>,
-    /// Path-style URLs (`<endpoint>/<bucket>/<key>`), e.g. for MinIO.
-    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    s3_force_path_style: bool,
+    /// The bucket on S3 (instead of the local directory), when --s3-endpoint is given.
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    main_with("filesync-r2", run(Args::parse())).await
+    let args = Args::parse();
+    main_with("filesync-r2", async {
+        run(args).await.map_err(|e| {
+            let chain: Vec<String> =
+                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                    .map(ToString::to_string)
+                    .collect();
+            chain.join("\n  caused by: ")
+        })
+    })
+    .await
 }
 
-fn bucket(args: &Args) -> Result<Bucket, String> {
-    let Some(endpoint) = &args.s3_endpoint else {
-        let dir = args.data_dir.as_deref().ok_or(
-            "give --data-dir (FILESYNC_DATA_DIR) for a local bucket, or --s3-endpoint and the other --s3-* settings",
-        )?;
-        return Bucket::local(dir).map_err(|e| format!("--data-dir: {e}"));
+fn bucket(args: &Args) -> Result<Bucket> {
+    if args.s3.is_set() {
+        return Bucket::s3(&S3Settings::try_from(args.s3.clone())?);
+    }
+    let dir = args.data_dir.as_deref().ok_or_else(|| {
+        SettingError::new(
+            "data-dir",
+            "FILESYNC_DATA_DIR",
+            "required for a local bucket; or give --s3-endpoint and the other --s3-* settings",
+        )
+    })?;
+    Bucket::local(dir)
+}
+
+/// --max-expiry-secs, else the former FILESYNC_TTL_SECS, else the default.
+fn max_expiry(args: &Args) -> Result<Duration> {
+    let secs = match (args.max_expiry_secs, std::env::var(TTL_SECS_ENV)) {
+        (Some(secs), _) => secs,
+        (None, Ok(v)) if !v.trim().is_empty() => v.trim().parse().map_err(|e| {
+            SettingError::new(
+                "max-expiry-secs",
+                TTL_SECS_ENV,
+                format!("{v:?} is not a number of seconds"),
+            )
+            .with_source(e)
+        })?,
+        (None, _) => DEFAULT_MAX_EXPIRY_SECS,
     };
-    let need = |v: &Option<String>, flag: &str, env: &str| {
-        v.clone()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(format!("{flag} ({env}) is required with --s3-endpoint"))
-    };
-    Bucket::s3(&S3Bucket {
-        endpoint: endpoint.clone(),
-        region: args.s3_region.clone(),
-        bucket: need(&args.s3_bucket, "--s3-bucket", "S3_BUCKET")?,
-        access_key_id: need(
-            &args.s3_access_key_id,
-            "--s3-access-key-id",
-            "S3_ACCESS_KEY_ID",
-        )?,
-        secret_access_key: Secret::new(need(
-            &args.s3_secret_access_key,
-            "--s3-secret-access-key",
-            "S3_SECRET_ACCESS_KEY",
-        )?),
-        session_token: args
-            .s3_session_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(Secret::new),
-        force_path_style: args.s3_force_path_style,
-    })
-    .map_err(|e| format!("--s3-*: {e}"))
+    Ok(Duration::from_secs(secs))
 }
 
 /// The signing secret: given, or kept in `<data-dir>/signing-secret` (created once, mode 0600),
 /// or (S3 without a data directory) random for this process.
-fn signing_secret(args: &Args) -> Result<Secret, String> {
+fn signing_secret(args: &Args) -> Result<Secret> {
     if let Some(s) = &args.signing_secret {
         if s.chars().count() < 16 {
-            return Err(
-                "--signing-secret (FILESYNC_SIGNING_SECRET) must be at least 16 characters".into(),
-            );
+            return Err(SettingError::new(
+                "signing-secret",
+                "FILESYNC_SIGNING_SECRET",
+                "must be at least 16 characters",
+            )
+            .into());
         }
         return Ok(Secret::new(s.clone()));
     }
@@ -165,16 +162,31 @@ fn signing_secret(args: &Args) -> Result<Secret, String> {
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 16 => return Ok(Secret::new(s.trim())),
         Ok(_) => {
-            return Err(format!(
-                "{} is too short (at least 16 characters)",
-                path.display()
-            ));
+            return Err(SettingError::new(
+                "signing-secret",
+                "FILESYNC_SIGNING_SECRET",
+                format!(
+                    "not given, and {} is too short (at least 16 characters)",
+                    path.display()
+                ),
+            )
+            .into());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(Error::Io {
+                op: "read",
+                path,
+                source,
+            });
+        }
     }
     let secret = random();
-    write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_private(&path, &secret).map_err(|source| Error::Io {
+        op: "write",
+        path: path.clone(),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "created a signing secret");
     Ok(Secret::new(secret))
 }
@@ -198,40 +210,65 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn tokens(args: &Args) -> Result<Vec<TokenGrant>, String> {
+fn tokens(args: &Args) -> Result<Vec<TokenGrant>> {
     let mut specs = args.tokens.clone();
     if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--token-file: cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SettingError::new(
+                "token-file",
+                "FILESYNC_TOKEN_FILE",
+                format!("cannot read {}", path.display()),
+            )
+            .with_source(e)
+        })?;
         specs.extend(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
                 .filter(|l| !l.is_empty()),
         );
     }
-    TokenGrant::parse_all(&specs).map_err(|e| format!("--token: {e}"))
+    TokenGrant::parse_all(&specs)
+        .map_err(|e| SettingError::new("token", "FILESYNC_TOKENS", "invalid").with_source(e))
+        .map_err(Error::from)
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    if !args.base_path.starts_with('/') || !args.files_base_path.starts_with('/') {
-        return Err("--base-path and --files-base-path must start with '/'".into());
+async fn run(args: Args) -> Result<()> {
+    for (path, long, env) in [
+        (&args.base_path, "base-path", "FILESYNC_BASE_PATH"),
+        (
+            &args.files_base_path,
+            "files-base-path",
+            "FILESYNC_FILES_BASE_PATH",
+        ),
+    ] {
+        if !path.starts_with('/') {
+            return Err(
+                SettingError::new(long, env, format!("{path:?} must start with '/'")).into(),
+            );
+        }
     }
     let tokens = tokens(&args)?;
     if tokens.is_empty() && !args.allow_anonymous {
-        return Err(
-            "no --token (FILESYNC_TOKENS) or --token-file given; pass --allow-anonymous to let anyone sign".into(),
-        );
+        return Err(SettingError::new(
+            "token",
+            "FILESYNC_TOKENS",
+            "no --token or --token-file given; pass --allow-anonymous to let anyone sign",
+        )
+        .into());
     }
     let bucket = bucket(&args)?;
     let static_dir = args.static_dir.clone();
     if let Some(dir) = &static_dir
         && !dir.is_dir()
     {
-        return Err(format!(
-            "--static-dir: {} is not a directory",
-            dir.display()
-        ));
+        return Err(SettingError::new(
+            "static-dir",
+            "FILESYNC_STATIC_DIR",
+            format!("{} is not a directory", dir.display()),
+        )
+        .into());
     }
+    let max_expiry = max_expiry(&args)?;
     let secret = signing_secret(&args)?;
     let relay_path = match (&args.relay_db, &args.data_dir) {
         _ if args.no_relay => None,
@@ -239,19 +276,28 @@ async fn run(args: Args) -> Result<(), String> {
         (None, Some(dir)) => Some(dir.join("relay.sqlite")),
         (None, None) => None,
     };
-    let relay = open_relay(relay_path.as_deref()).await?;
-    let listener = bind(args.listen).await?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let relay = open_relay(relay_path.as_deref())
+        .await
+        .map_err(|e| Error::Start(e.into()))?;
+    let listener = bind(args.listen)
+        .await
+        .map_err(|e| Error::Start(e.into()))?;
+    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     let public_url = match args.public_url {
         Some(u) => u,
-        None => format!("http://{addr}")
-            .parse()
-            .map_err(|e| format!("cannot make a public URL from {addr}: {e}"))?,
+        None => format!("http://{addr}").parse().map_err(|e| {
+            SettingError::new(
+                "public-url",
+                "FILESYNC_PUBLIC_URL",
+                format!("not given, and http://{addr} is not a URL"),
+            )
+            .with_source(e)
+        })?,
     };
     let config = RouterConfig {
         base_path: args.base_path,
         tokens,
-        max_expiry: Duration::from_secs(args.ttl_secs),
+        max_expiry,
         allowed_origins: args
             .allowed_origins
             .into_iter()
@@ -274,5 +320,5 @@ async fn run(args: Args) -> Result<(), String> {
     let app = router_with_static(proxy, config, relay, static_dir.as_deref());
     serve(listener, app, shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(Error::Serve)
 }

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use filesync_core::server::s3::{S3Args, SettingError};
 use filesync_core::server::{
-    RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, router_with_relay, serve,
+    RouterConfig, TokenGrant, bind, main_with, open_relay, router_with_relay, serve,
     shutdown_signal,
 };
-use filesync_s3_signer::{S3Config, S3Signer};
+use filesync_s3_signer::{Error, Result, S3Settings, S3Signer};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,27 +26,6 @@ struct Args {
     /// Where the routes live.
     #[arg(long, env = "FILESYNC_BASE_PATH", default_value = "/api")]
     base_path: String,
-    /// S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com.
-    #[arg(long, env = "S3_ENDPOINT")]
-    s3_endpoint: String,
-    /// S3 region (`auto` for R2).
-    #[arg(long, env = "S3_REGION", default_value = "auto")]
-    s3_region: String,
-    /// Bucket name.
-    #[arg(long, env = "S3_BUCKET")]
-    s3_bucket: String,
-    /// Access key id.
-    #[arg(long, env = "S3_ACCESS_KEY_ID")]
-    s3_access_key_id: String,
-    /// Secret access key.
-    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    s3_secret_access_key: String,
-    /// Session token for temporary credentials.
-    #[arg(long, env = "S3_SESSION_TOKEN", hide_env_values = true)]
-    s3_session_token: Option<String>,
-    /// Path-style URLs (`<endpoint>/<bucket>/<key>`), e.g. for MinIO.
-    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    s3_force_path_style: bool,
     /// Accepted token, optionally limited to key prefixes: `TOKEN` or `TOKEN:store1/,store2/`.
     /// Repeat the flag, or separate with `;` in the variable.
     #[arg(
@@ -71,45 +51,46 @@ struct Args {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    main_with("filesync-s3-signer", run(Args::parse())).await
+    // Only S3 here: the bucket's endpoint, name and credentials are required.
+    let matches = S3Args::require(Args::command()).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    main_with("filesync-s3-signer", async {
+        run(args).await.map_err(|e| {
+            let chain: Vec<String> =
+                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                    .map(ToString::to_string)
+                    .collect();
+            chain.join("\n  caused by: ")
+        })
+    })
+    .await
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let endpoint = args.s3_endpoint.parse().map_err(|e| {
-        format!(
-            "--s3-endpoint (S3_ENDPOINT): {:?} is not a URL: {e}",
-            args.s3_endpoint
-        )
-    })?;
-    let signer = S3Signer::new(S3Config {
-        endpoint,
-        region: args.s3_region,
-        bucket: args.s3_bucket,
-        access_key_id: args.s3_access_key_id,
-        secret_access_key: Secret::new(args.s3_secret_access_key),
-        session_token: args
-            .s3_session_token
-            .filter(|t| !t.is_empty())
-            .map(Secret::new),
-        force_path_style: args.s3_force_path_style,
-    })
-    .map_err(|e| e.to_string())?;
+async fn run(args: Args) -> Result<()> {
+    let signer = S3Signer::new(S3Settings::try_from(args.s3)?)?;
     let tokens = TokenGrant::parse_all(&args.tokens)
-        .map_err(|e| format!("--token (FILESYNC_TOKENS): {e}"))?;
+        .map_err(|e| SettingError::new("token", "FILESYNC_TOKENS", "invalid").with_source(e))?;
     if tokens.is_empty() && !args.allow_anonymous {
-        return Err(
-            "no --token (FILESYNC_TOKENS) given; pass --allow-anonymous to let anyone sign".into(),
-        );
+        return Err(SettingError::new(
+            "token",
+            "FILESYNC_TOKENS",
+            "none given; pass --allow-anonymous to let anyone sign",
+        )
+        .into());
     }
     if !args.base_path.starts_with('/') {
-        return Err(format!(
-            "--base-path (FILESYNC_BASE_PATH): {:?} must start with '/'",
-            args.base_path
-        ));
+        return Err(SettingError::new(
+            "base-path",
+            "FILESYNC_BASE_PATH",
+            format!("{:?} must start with '/'", args.base_path),
+        )
+        .into());
     }
     let config = RouterConfig {
         base_path: args.base_path,
@@ -122,9 +103,13 @@ async fn run(args: Args) -> Result<(), String> {
             .collect(),
         ..RouterConfig::default()
     };
-    let relay = open_relay(args.relay_db.as_deref()).await?;
-    let listener = bind(args.listen).await?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let relay = open_relay(args.relay_db.as_deref())
+        .await
+        .map_err(|e| Error::Start(e.into()))?;
+    let listener = bind(args.listen)
+        .await
+        .map_err(|e| Error::Start(e.into()))?;
+    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
     serve(
@@ -133,5 +118,5 @@ async fn run(args: Args) -> Result<(), String> {
         shutdown_signal(),
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(Error::Serve)
 }

@@ -3,12 +3,12 @@
 
 use filesync_core::server::Secret;
 use filesync_core::testing::s3s::S3s;
-use filesync_s3_signer::S3Config;
+use filesync_s3_signer::S3Settings;
 
 /// Path-style settings for `bucket` at `endpoint` in `us-east-1`, with the test S3 server's
 /// credentials and no session token; tests override fields with `..config(..)`.
-pub fn config(endpoint: &str, bucket: &str) -> S3Config {
-    S3Config {
+pub fn config(endpoint: &str, bucket: &str) -> S3Settings {
+    S3Settings {
         endpoint: endpoint.parse().unwrap(),
         region: "us-east-1".into(),
         bucket: bucket.into(),
