@@ -4,9 +4,9 @@
 //! Behaviour (SGN, S3-1..11, R2-1..5, with WEAK-2, WEAK-3 and WEAK-23 fixed):
 //! - Routes are nested under a base path (default `/api`; `/api` does not match `/apix`):
 //!   `GET /health` (no auth), `POST /v1/sign/upload`, `POST /v1/sign/download`,
-//!   `POST /v1/delete` ([`contract`](self) routes), and with an [`EventLog`] the relay's
-//!   `/v1/stores/{storeId}/{push,pull,stream}`. `OPTIONS` on anything under the base answers
-//!   204 (CORS preflight).
+//!   `POST /v1/delete`, and with an [`EventLog`] the relay's
+//!   `/v1/stores/{storeId}/{push,pull,stream}` ([`relay_router`] mounts the relay alone).
+//!   `OPTIONS` on anything under the base answers 204 (CORS preflight).
 //! - Every other request under the base passes the bearer middleware *before* routing (S3-5):
 //!   unknown routes answer 401 without a token, 404 with one. A token comes from
 //!   `Authorization: Bearer <t>` or `X-Worker-Auth: <t>` and is compared in constant time with
@@ -21,7 +21,8 @@
 //! - Errors map to statuses in one place ([`ApiError`]); 5xx bodies carry no details. Logs
 //!   carry the method and path only: never query strings, tokens or signed URLs.
 //!
-//! Nothing here installs global state; the binaries' process setup is [`cli`] (feature `cli`).
+//! Nothing here installs global state; the binaries' process setup is `server::cli` (feature
+//! `cli`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -164,7 +165,10 @@ fn assemble(
     let tokens = Arc::new(Tokens::new(&config.tokens));
     let authed = authed
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token));
+        .layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ));
     let mut api = Router::new();
     if let Some(health) = health {
         // Another method on /health is an unknown route: authenticated, then 404.
@@ -176,7 +180,10 @@ fn assemble(
         // Everything is under the root: nothing is left for a fallback.
         api
     } else {
-        let app = Router::new().nest(&base, api);
+        // `nest` leaves `{base}/` out; it is under the base like any other path.
+        let app = Router::new()
+            .route(&format!("{base}/"), axum::routing::any_service(api.clone()))
+            .nest(&base, api);
         match fallback {
             Some(fallback) => app.fallback_service(fallback),
             None => app,

@@ -29,7 +29,9 @@ use super::contract::timeout_layer;
 use super::error::{json, layer_statuses, not_found};
 use super::{ApiError, EventLog, RouterConfig};
 use crate::Error;
-use crate::contract::{HeadBody, MAX_PUSH_BATCH, PullResponse, PushOutcome, PushRequest, RelayEvent};
+use crate::contract::{
+    HeadBody, MAX_PUSH_BATCH, PullResponse, PushOutcome, PushRequest, RelayEvent,
+};
 use crate::types::StoreId;
 
 /// Longest long-poll a pull may ask for.
@@ -147,7 +149,10 @@ async fn pull(
     if head <= params.after && !wait.is_zero() {
         log.wait(&store, params.after, wait).await.map_err(failed)?;
     }
-    let events = log.read(&store, params.after, limit).await.map_err(failed)?;
+    let events = log
+        .read(&store, params.after, limit)
+        .await
+        .map_err(failed)?;
     let head = log.head(&store).await.map_err(failed)?;
     Ok(json(StatusCode::OK, &PullResponse { events, head }))
 }

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use filesync_core::server::{
-    RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, router_with_relay, serve,
-    shutdown_signal,
-};
+use filesync_core::server::cli::{bind, main_with, open_relay, shutdown_signal};
+use filesync_core::server::{RouterConfig, Secret, TokenGrant, router_with_relay, serve};
 use filesync_s3_signer::{S3Config, S3Signer};
 
 #[derive(Parser, Debug)]
