@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use filesync_core::contract::ErrorBody;
-use filesync_core::server::{RouterConfig, Tokens, apply_cors, key_allowed};
+use filesync_core::server::{Tokens, key_allowed};
 use filesync_core::types::{ObjectKey, Timestamp};
 
 use crate::signature::{self, Refusal};
@@ -43,7 +43,6 @@ const READ_CHUNK: usize = 256 * 1024;
 
 pub(crate) struct FilesState {
     pub(crate) proxy: Arc<R2Proxy>,
-    pub(crate) config: RouterConfig,
     pub(crate) tokens: Tokens,
 }
 
@@ -70,13 +69,8 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut response = route(&state, &method, &uri, &headers, body).await;
-    apply_cors(&state.config, &headers, &mut response);
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, Content-Length, Content-Range, Accept-Ranges"),
-    );
-    response
+    // CORS and `Access-Control-Expose-Headers` are layers (see `router_with_static`).
+    route(&state, &method, &uri, &headers, body).await
 }
 
 async fn route(

@@ -7,12 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use filesync_core::contract::UploadMethod;
 use filesync_core::server::s3::upload_headers;
 use filesync_core::server::{
     EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
-    router_with_fallback,
+    router_with_fallback, with_cors,
 };
 use filesync_core::types::{ObjectKey, Timestamp};
 
@@ -212,11 +214,15 @@ pub fn router_with_static(
     let state = Arc::new(files::FilesState {
         tokens: Tokens::new(&config.tokens),
         proxy: Arc::clone(&proxy),
-        config: config.clone(),
     });
     let files = Router::new()
         .route(&files_path, axum::routing::any(files::handle))
-        .with_state(state)
+        .with_state(state);
+    let files = with_cors(files, &config)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("ETag, Content-Length, Content-Range, Accept-Ranges"),
+        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<Body>| {

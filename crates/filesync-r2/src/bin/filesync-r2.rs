@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use filesync_core::server::cli::{bind, main_with, open_relay, shutdown_signal};
 use filesync_core::server::s3::{S3Args, SettingError};
-use filesync_core::server::{
-    RouterConfig, Secret, TokenGrant, bind, main_with, open_relay, serve, shutdown_signal,
-};
+use filesync_core::server::{RouterConfig, Secret, TokenGrant, serve};
 use filesync_r2::{
     Bucket, DEFAULT_FILES_BASE_PATH, Error, R2Config, R2Proxy, Result, S3Settings,
     router_with_static,

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use filesync_core::server::cli::{bind, main_with, open_relay, shutdown_signal};
 use filesync_core::server::s3::{S3Args, SettingError};
-use filesync_core::server::{
-    RouterConfig, TokenGrant, bind, main_with, open_relay, router_with_relay, serve,
-    shutdown_signal,
-};
+use filesync_core::server::{RouterConfig, TokenGrant, router_with_relay, serve};
 use filesync_s3_signer::{Error, Result, S3Settings, S3Signer};
 
 #[derive(Parser, Debug)]
