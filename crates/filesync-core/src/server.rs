@@ -37,7 +37,9 @@ use crate::contract::{
 use crate::types::{ContentHash, ObjectKey, StoreId, Timestamp};
 use crate::{Error, Result};
 
+mod memory_log;
 mod relay;
+pub use memory_log::MemoryEventLog;
 pub use relay::{EventLog, SqliteEventLog};
 
 /// What an upload declares; a signer may bind each into the signed request.

@@ -5,6 +5,8 @@
 //! `ObjectSigner` suite, run through `signer_conformance!`; `s3s` starts a real S3 server and
 //! `sync` waits for engines to settle.
 
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+pub mod event_log;
 pub mod fs;
 pub mod remote;
 #[cfg(not(target_arch = "wasm32"))]
