@@ -228,6 +228,15 @@ pub trait RemoteFixture: MaybeSend + MaybeSync {
     async fn fetch(&self, url: &str) -> Fetched {
         http_get(url).await
     }
+
+    /// A known deviation of the storage behind the remote, not of the remote: the storage
+    /// answers an upload whose bytes do not match the declared SHA-256 with an error but keeps
+    /// the bytes (`s3s-fs` 0.14 answers 400 BadDigest and stores the body; S3 and R2 store
+    /// nothing). [`body_with_another_hash_is_refused`] then checks exactly that. Default
+    /// `false`.
+    fn keeps_bodies_refused_for_their_hash(&self) -> bool {
+        false
+    }
 }
 
 /// `MemoryRemote`'s URLs point nowhere (`https://test-storage.local/<key>`): its fixture
@@ -412,10 +421,23 @@ pub async fn longer_body_than_declared_is_refused(f: &dyn RemoteFixture) {
 }
 
 /// A body of the declared length whose SHA-256 is not the declared hash is refused and
-/// stores nothing.
+/// stores nothing. Where the fixture declares
+/// [`keeps_bodies_refused_for_their_hash`](RemoteFixture::keeps_bodies_refused_for_their_hash),
+/// the refusal must still be an error, and the key then holds exactly the refused bytes
+/// (which do not hash to the key, so the engine's verified download rejects them).
 pub async fn body_with_another_hash_is_refused(f: &dyn RemoteFixture) {
-    let body = stream_of(&[b"the imposter body"]);
-    refuse(f.remote(), DECLARED, body, "another body of the same length").await;
+    const IMPOSTER: &[u8] = b"the imposter body";
+    let r = f.remote();
+    let why = "another body of the same length";
+    if !f.keeps_bodies_refused_for_their_hash() {
+        return refuse(r, DECLARED, stream_of(&[IMPOSTER]), why).await;
+    }
+    let request = declare(DECLARED, None);
+    let key = request.key.clone();
+    let result = r.upload(request, stream_of(&[IMPOSTER])).await;
+    assert!(result.is_err(), "{why}: the upload was accepted");
+    let (kept, _) = download(r, &key).await.expect("the kept body");
+    assert_eq!(&kept[..], IMPOSTER, "{why}: the key holds other bytes");
 }
 
 /// An upload whose body stream fails part-way is an error and stores nothing.
