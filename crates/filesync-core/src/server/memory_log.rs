@@ -87,7 +87,12 @@ impl EventLog for MemoryEventLog {
 
     async fn wait(&self, store: &StoreId, after: u64, max: Duration) -> Result<()> {
         // Subscribe under the lock that appends take, so no append is missed.
-        let mut rx = self.lock().entry(store.clone()).or_default().head.subscribe();
+        let mut rx = self
+            .lock()
+            .entry(store.clone())
+            .or_default()
+            .head
+            .subscribe();
         let _ = crate::rt::timeout(max, rx.wait_for(|head| *head > after)).await;
         Ok(())
     }

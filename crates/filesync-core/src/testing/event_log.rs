@@ -96,7 +96,11 @@ async fn refused(log: &dyn EventLog, s: &StoreId, b: Vec<RelayEvent>, why: &str)
         Err(Error::InvalidInput { .. }) => {}
         other => panic!("{why}: want an invalid-input error, got {other:?}"),
     }
-    assert_eq!(all(log, s).await, before, "{why}: a refused batch stored events");
+    assert_eq!(
+        all(log, s).await,
+        before,
+        "{why}: a refused batch stored events"
+    );
     assert_eq!(
         log.head(s).await.expect("head"),
         before.len() as u64,

@@ -298,7 +298,10 @@ async fn upload(r: &dyn RemoteStorage, data: &[u8], content_type: Option<&str>) 
 /// Download `key` whole: the body and the download's declared length and type.
 async fn download(r: &dyn RemoteStorage, key: &ObjectKey) -> Result<(Bytes, Download)> {
     let mut d = r.download(key).await?;
-    let body = std::mem::replace(&mut d.body, crate::rt::boxed_stream(futures::stream::empty()));
+    let body = std::mem::replace(
+        &mut d.body,
+        crate::rt::boxed_stream(futures::stream::empty()),
+    );
     Ok((collect_stream(body).await?, d))
 }
 
@@ -336,7 +339,9 @@ pub async fn content_type_round_trips(f: &dyn RemoteFixture) {
 pub async fn empty_object_round_trips(f: &dyn RemoteFixture) {
     let r = f.remote();
     let key = upload(r, b"", None).await;
-    let (body, d) = download(r, &key).await.expect("download of an empty object");
+    let (body, d) = download(r, &key)
+        .await
+        .expect("download of an empty object");
     assert!(body.is_empty());
     assert!(matches!(d.content_length, None | Some(0)), "{d:?}");
 }
@@ -353,7 +358,9 @@ pub async fn delete_removes_only_that_object(f: &dyn RemoteFixture) {
     let kept = upload(r, b"to be kept", None).await;
     r.delete(&gone).await.expect("delete");
     assert_absent(r, &gone, "after delete").await;
-    let (body, _) = download(r, &kept).await.expect("download of the other object");
+    let (body, _) = download(r, &kept)
+        .await
+        .expect("download of the other object");
     assert_eq!(&body[..], b"to be kept");
 }
 
@@ -417,7 +424,13 @@ pub async fn longer_body_than_declared_is_refused(f: &dyn RemoteFixture) {
     let body = stream_of(&[b"the declared body, and more"]);
     refuse(r, DECLARED, body, "a longer body in one chunk").await;
     let body = stream_of(&[DECLARED, b", and more"]);
-    refuse(r, DECLARED, body, "a longer body, the extra bytes in their own chunk").await;
+    refuse(
+        r,
+        DECLARED,
+        body,
+        "a longer body, the extra bytes in their own chunk",
+    )
+    .await;
 }
 
 /// A body of the declared length whose SHA-256 is not the declared hash is refused and
