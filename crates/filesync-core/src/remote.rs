@@ -51,15 +51,24 @@ impl std::fmt::Debug for Download {
 
 /// Remote object storage as the engine sees it.
 ///
-/// Contract: `upload` stores the body under the key only if it is complete (a failed body
-/// stores nothing); `delete` of a missing key is `Ok`; `download` of a missing key is
-/// [`Error::NotFound`]; `health` never fails, it answers `false`.
+/// Contract (checked rule by rule by `testing::remote`, run with `remote_conformance!`):
+/// - `upload` then `download` gives back the same bytes, streamed both ways, with the
+///   declared content type; a `content_length` it reports is exact; empty objects work.
+/// - `upload` stores the body under the key only if it is complete and matches its
+///   declaration: a body shorter or longer than `content_length`, one whose SHA-256 is not
+///   `content_hash`, or one whose stream fails is an error and stores nothing.
+/// - Uploading an object that is already stored (a retry after a lost acknowledgement, or two
+///   clients racing) is `Ok` and leaves it intact.
+/// - `download` of a missing key is [`Error::NotFound`].
+/// - `delete` removes only that object; deleting a missing key, or twice, is `Ok`.
+/// - `download_url` gives a URL that serves the object's bytes to a plain `GET`.
+/// - `health` never fails: it answers `true` while the remote is reachable, else `false`.
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait RemoteStorage: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
-    /// Upload a body.
+    /// Upload a body that must match `request`'s length and hash.
     async fn upload(&self, request: UploadRequest, body: ByteStream) -> Result<()>;
-    /// Start downloading an object.
+    /// Start downloading an object; [`Error::NotFound`] if there is none.
     async fn download(&self, key: &ObjectKey) -> Result<Download>;
     /// Delete an object; missing is fine.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;

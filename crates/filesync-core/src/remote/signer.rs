@@ -172,6 +172,39 @@ fn signed_headers(h: &Option<BTreeMap<String, String>>) -> Result<HeaderMap> {
     Ok(out)
 }
 
+/// `body` as sent with `Content-Length: declared`, failing if it holds more bytes: hyper
+/// sends only the declared length and drops the rest, so a longer body would otherwise be
+/// stored cut to its declared length. The chunk that reaches the length is held back until
+/// the body is seen to end there.
+#[cfg(not(target_arch = "wasm32"))]
+fn no_longer_than(
+    body: ByteStream,
+    declared: u64,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+    let longer = || std::io::Error::other("the body is longer than its declared length");
+    futures::stream::unfold(Some((body, 0u64)), move |state| async move {
+        let (mut body, mut sent) = state?;
+        let chunk = match body.next().await? {
+            Ok(chunk) => chunk,
+            Err(e) => return Some((Err(std::io::Error::other(e)), None)),
+        };
+        sent += chunk.len() as u64;
+        if sent > declared {
+            return Some((Err(longer()), None));
+        }
+        if sent == declared {
+            while let Some(next) = body.next().await {
+                match next {
+                    Ok(more) if more.is_empty() => {}
+                    Ok(_) => return Some((Err(longer()), None)),
+                    Err(e) => return Some((Err(std::io::Error::other(e)), None)),
+                }
+            }
+        }
+        Some((Ok(chunk), Some((body, sent))))
+    })
+}
+
 fn fresh(expires_at: &str) -> bool {
     Timestamp::parse_iso8601(expires_at)
         .map(|t| t.as_millis() > Timestamp::now().as_millis() + EXPIRY_MARGIN_MS)
@@ -290,7 +323,7 @@ impl RemoteStorage for SignerClient {
         let body = {
             // A streamed body needs an explicit length (S3 refuses chunked uploads).
             headers.insert(CONTENT_LENGTH, HeaderValue::from(request.content_length));
-            reqwest::Body::wrap_stream(body.map(|r| r.map_err(std::io::Error::other)))
+            reqwest::Body::wrap_stream(no_longer_than(body, request.content_length))
         };
         // fetch() sets Content-Length itself (a forbidden header) and takes no stream here.
         #[cfg(target_arch = "wasm32")]

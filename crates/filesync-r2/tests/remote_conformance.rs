@@ -1,0 +1,101 @@
+//! The `RemoteStorage` conformance suite through `SignerClient` against a real `filesync-r2`
+//! server on loopback HTTP: on a local-directory bucket, and on an S3 bucket (`s3s-fs`, which
+//! verifies SigV4). Each rule starts its own server.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+
+use filesync_core::remote::{RemoteStorage, SignerClient};
+use filesync_core::server::{RouterConfig, Secret, TokenGrant, serve};
+use filesync_core::testing::remote::RemoteFixture;
+use filesync_core::testing::s3s::S3s;
+use filesync_r2::{Bucket, R2Config, R2Proxy, S3Settings, router};
+
+const TOKEN: &str = "remote-conformance-token-0123";
+
+/// A running server and a client of it; the server lives as long as the test's runtime,
+/// its bucket as long as this value.
+struct Fixture {
+    client: SignerClient,
+    _dir: tempfile::TempDir,
+    _s3: Option<S3s>,
+}
+
+impl RemoteFixture for Fixture {
+    fn remote(&self) -> &dyn RemoteStorage {
+        &self.client
+    }
+}
+
+/// Serve `bucket` on an ephemeral loopback port and connect a `SignerClient` to it.
+async fn serve_bucket(bucket: Bucket) -> SignerClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = Arc::new(R2Proxy::new(
+        bucket,
+        R2Config::new(
+            format!("http://{addr}").parse().unwrap(),
+            Secret::new("remote-conformance-signing-secret"),
+        ),
+    ));
+    let config = RouterConfig {
+        tokens: vec![TokenGrant::parse(TOKEN).unwrap()],
+        ..RouterConfig::default()
+    };
+    let app = router(proxy, config, None);
+    drop(filesync_core::rt::spawn(async move {
+        serve(listener, app, std::future::pending()).await.unwrap();
+    }));
+    SignerClient::builder(format!("http://{addr}/api"))
+        .with_auth_token(TOKEN)
+        .build()
+        .unwrap()
+}
+
+async fn local() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let client = serve_bucket(Bucket::local(dir.path()).unwrap()).await;
+    Fixture {
+        client,
+        _dir: dir,
+        _s3: None,
+    }
+}
+
+async fn on_s3() -> Fixture {
+    let s3 = S3s::start().await;
+    let bucket = Bucket::s3(&S3Settings {
+        endpoint: s3.endpoint().parse().unwrap(),
+        region: "us-east-1".into(),
+        bucket: S3s::BUCKET.into(),
+        access_key_id: S3s::ACCESS_KEY.into(),
+        secret_access_key: Secret::new(S3s::SECRET_KEY),
+        session_token: None,
+        force_path_style: true,
+    })
+    .unwrap();
+    Fixture {
+        client: serve_bucket(bucket).await,
+        _dir: tempfile::tempdir().unwrap(),
+        _s3: Some(s3),
+    }
+}
+
+/// `filesync-r2` on a local-directory bucket (its default).
+mod local_bucket {
+    use super::*;
+    filesync_core::remote_conformance!(
+        #[tokio::test]
+        local().await
+    );
+}
+
+/// `filesync-r2` on an S3 bucket.
+mod s3_bucket {
+    use super::*;
+    filesync_core::remote_conformance!(
+        #[tokio::test]
+        on_s3().await
+    );
+}
