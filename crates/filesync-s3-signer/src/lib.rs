@@ -128,7 +128,7 @@ impl S3Signer {
     /// A signer for `config` (validated).
     pub fn new(config: S3Config) -> Result<Self> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let http = filesync_core::rt::http_client()?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()
