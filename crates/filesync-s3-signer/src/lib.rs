@@ -128,7 +128,8 @@ impl S3Signer {
     /// A signer for `config` (validated).
     pub fn new(config: S3Config) -> Result<Self> {
         config.validate()?;
-        let http = filesync_core::rt::http_client()?
+        let http = filesync_core::rt::http_client()
+            .map_err(|e| Error::Signing(e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()
