@@ -228,6 +228,14 @@ fn ci(sh: &Shell) -> Result<()> {
     cmd!(sh, "cargo doc --workspace --no-deps --all-features")
         .env("RUSTDOCFLAGS", "-D warnings")
         .run()?;
+    step("package (the published crates build from their .crate files alone)");
+    // `cargo package` also packs `publish = false` members: leave those out. `--allow-dirty`
+    // so a local run with uncommitted edits checks them too (CI's clone is clean anyway).
+    cmd!(
+        sh,
+        "cargo package --workspace --allow-dirty --exclude filesync-cli --exclude filesync-web --exclude xtask"
+    )
+    .run()?;
     step("demo");
     demo::demo(sh)?;
     println!("\nci: all checks passed in {:.0?}", started.elapsed());

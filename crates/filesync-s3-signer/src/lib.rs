@@ -45,7 +45,8 @@ impl S3Signer {
     /// A signer for `config` (validated).
     pub fn new(config: S3Settings) -> Result<Self> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let http = filesync_core::rt::http_client()
+            .map_err(|e| Error::Signing(Box::new(e)))?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()

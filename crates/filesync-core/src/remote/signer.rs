@@ -80,11 +80,11 @@ impl SignerClientBuilder {
             headers.insert(name, value);
         }
         #[cfg(not(target_arch = "wasm32"))]
-        let http = reqwest::Client::builder()
+        let http = crate::rt::http_client()?
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout);
         #[cfg(target_arch = "wasm32")]
-        let http = reqwest::Client::builder();
+        let http = crate::rt::http_client()?;
         let http = http
             .build()
             .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;

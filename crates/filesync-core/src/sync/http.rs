@@ -31,9 +31,9 @@ impl HttpRelay {
             ));
         }
         #[cfg(not(target_arch = "wasm32"))]
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let http = crate::rt::http_client()?.connect_timeout(Duration::from_secs(10));
         #[cfg(target_arch = "wasm32")]
-        let http = reqwest::Client::builder();
+        let http = crate::rt::http_client()?;
         let http = http
             .build()
             .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;

@@ -150,12 +150,11 @@ fn signing_secret(args: &Args) -> Result<Secret> {
         }
         return Ok(Secret::new(s.clone()));
     }
-    let random = || format!("{}{}", uuid_like(), uuid_like());
     let Some(dir) = &args.data_dir else {
         tracing::warn!(
             "no --signing-secret: using a random one; signed URLs stop working on restart and differ between instances"
         );
-        return Ok(Secret::new(random()));
+        return Ok(Secret::new(random_hex()));
     };
     let path = dir.join("signing-secret");
     match std::fs::read_to_string(&path) {
@@ -180,7 +179,7 @@ fn signing_secret(args: &Args) -> Result<Secret> {
             });
         }
     }
-    let secret = random();
+    let secret = random_hex();
     write_private(&path, &secret).map_err(|source| Error::Io {
         op: "write",
         path: path.clone(),
@@ -190,9 +189,11 @@ fn signing_secret(args: &Args) -> Result<Secret> {
     Ok(Secret::new(secret))
 }
 
-/// 128 random bits as hex, from the OS (through the UUID v4 generator).
-fn uuid_like() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// 256 random bits as 64 hex characters, from the OS generator.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    filesync_core::rt::fill_random(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
