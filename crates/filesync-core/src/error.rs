@@ -97,24 +97,30 @@ pub enum Error {
         reason: String,
     },
 
-    /// Remote storage refused or failed a request.
-    #[error("remote storage: {message}")]
+    /// Remote storage (or the relay) refused or failed a request.
+    #[error("remote storage: {what}")]
     Remote {
+        /// What failed and how, e.g. `/v1/sign/upload failed with status: 500` or
+        /// `relay pull: timed out`.
+        what: String,
         /// The HTTP status, when there was a response.
         status: Option<u16>,
         /// Whether trying again may succeed (network errors, 5xx, 429).
         retryable: bool,
-        /// What went wrong.
-        message: String,
+        /// The underlying error (the HTTP client's, an answer that did not parse), when there
+        /// is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A preprocessor failed (PRE-4); nothing was written.
-    #[error("preprocessor failed for {name}: {message}")]
+    #[error("preprocessor failed for {name}")]
     Preprocessor {
         /// The file's name or MIME type.
         name: String,
         /// The preprocessor's error.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 
     /// The operation is not available on this implementation or target.

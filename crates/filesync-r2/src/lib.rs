@@ -159,9 +159,10 @@ impl ObjectSigner for R2Proxy {
             .delete(key)
             .await
             .map_err(|e| filesync_core::Error::Remote {
+                what: "delete failed".into(),
                 status: None,
                 retryable: true,
-                message: format!("delete failed: {e}"),
+                source: Some(e.into()),
             })
     }
 

@@ -56,7 +56,9 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::Internal(message, cause) => {
-                tracing::error!(error = %cause, "{message}");
+                // As `dyn Error`, so the subscriber records the cause's whole chain.
+                let cause: &(dyn std::error::Error + 'static) = &cause;
+                tracing::error!(error = cause, "{message}");
                 (StatusCode::INTERNAL_SERVER_ERROR, message)
             }
         };
