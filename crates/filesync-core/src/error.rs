@@ -17,13 +17,17 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ParseError),
 
-    /// Input that is well-formed piece by piece but not acceptable as a whole.
+    /// Input that is well-formed piece by piece but not acceptable as a whole, or data that
+    /// does not encode or decode.
     #[error("invalid {what}: {reason}")]
     InvalidInput {
         /// What was rejected.
         what: &'static str,
         /// Why.
         reason: String,
+        /// The underlying error (e.g. the JSON parser's), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Something that should exist does not.
@@ -203,6 +207,25 @@ impl Error {
         Error::InvalidInput {
             what,
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// `what` is not valid JSON (or does not have the expected shape); `source` says where.
+    pub(crate) fn bad_json(what: &'static str, source: serde_json::Error) -> Self {
+        Error::InvalidInput {
+            what,
+            reason: "not valid JSON".into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `what` could not be encoded as JSON.
+    pub(crate) fn unencodable(what: &'static str, source: serde_json::Error) -> Self {
+        Error::InvalidInput {
+            what,
+            reason: "cannot be encoded as JSON".into(),
+            source: Some(source.into()),
         }
     }
 }

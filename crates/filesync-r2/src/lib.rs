@@ -123,6 +123,7 @@ impl ObjectSigner for R2Proxy {
                     spec.content_length.unwrap_or_default(),
                     self.config.max_object_size
                 ),
+                source: None,
             });
         }
         let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now);

@@ -75,7 +75,7 @@ impl IntoResponse for ApiError {
 /// client's error; anything else is the server's.
 pub(super) fn signing_error(e: Error) -> ApiError {
     match e {
-        Error::InvalidInput { what, reason } => {
+        Error::InvalidInput { what, reason, .. } => {
             ApiError::BadRequest(format!("invalid {what}: {reason}"))
         }
         e => ApiError::Internal("Signing failed", e),

@@ -127,7 +127,7 @@ async fn push(
             Ok(json(StatusCode::OK, &HeadBody { error: None, head }))
         }
         Ok(PushOutcome::ServerAhead { head }) => Err(ApiError::ServerAhead(head)),
-        Err(Error::InvalidInput { what, reason }) => {
+        Err(Error::InvalidInput { what, reason, .. }) => {
             Err(ApiError::BadRequest(format!("invalid {what}: {reason}")))
         }
         Err(e) => Err(ApiError::Internal("Push failed", e)),
