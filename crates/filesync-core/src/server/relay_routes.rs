@@ -199,7 +199,8 @@ fn sse_stream(
                         let _ = log.wait(&store, after, MAX_WAIT).await;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "relay stream read failed");
+                        let e: &(dyn std::error::Error + 'static) = &e;
+                        tracing::warn!(error = e, "relay stream read failed");
                         return None;
                     }
                 }
