@@ -211,21 +211,26 @@ impl Error {
         }
     }
 
-    /// `what` is not valid JSON (or does not have the expected shape); `source` says where.
-    pub(crate) fn bad_json(what: &'static str, source: serde_json::Error) -> Self {
+    /// [`Error::InvalidInput`] with the error that caused it.
+    pub(crate) fn invalid_because(
+        what: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
         Error::InvalidInput {
             what,
-            reason: "not valid JSON".into(),
+            reason: reason.into(),
             source: Some(source.into()),
         }
     }
 
+    /// `what` is not valid JSON (or does not have the expected shape); `source` says where.
+    pub(crate) fn bad_json(what: &'static str, source: serde_json::Error) -> Self {
+        Self::invalid_because(what, "not valid JSON", source)
+    }
+
     /// `what` could not be encoded as JSON.
     pub(crate) fn unencodable(what: &'static str, source: serde_json::Error) -> Self {
-        Error::InvalidInput {
-            what,
-            reason: "cannot be encoded as JSON".into(),
-            source: Some(source.into()),
-        }
+        Self::invalid_because(what, "cannot be encoded as JSON", source)
     }
 }

@@ -487,11 +487,8 @@ impl FileMetadata {
         if !value.is_object() {
             return Err(crate::Error::invalid("metadata", "not a JSON object"));
         }
-        serde_json::from_value(value).map_err(|e| crate::Error::InvalidInput {
-            what: "metadata",
-            reason: "wrong field type".into(),
-            source: Some(e.into()),
-        })
+        serde_json::from_value(value)
+            .map_err(|e| crate::Error::invalid_because("metadata", "wrong field type", e))
     }
 
     /// Serialize to the `metadataJson` string.

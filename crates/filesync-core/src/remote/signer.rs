@@ -87,7 +87,7 @@ impl SignerClientBuilder {
         let http = reqwest::Client::builder();
         let http = http
             .build()
-            .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
+            .map_err(|e| Error::invalid_because("HTTP client", "cannot be built", e))?;
         Ok(SignerClient {
             http,
             base,
