@@ -240,8 +240,8 @@ impl ContentStore {
                     .map(str::to_owned),
                 last_modified: Some(Timestamp::now().as_millis()),
             };
-            let json = serde_json::to_vec(&sidecar)
-                .map_err(|e| Error::invalid("sidecar", e.to_string()))?;
+            let json =
+                serde_json::to_vec(&sidecar).map_err(|e| Error::unencodable("sidecar", e))?;
             self.fs
                 .write_bytes(&self.sidecar_path(&hash), json.into())
                 .await?;

@@ -17,13 +17,17 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ParseError),
 
-    /// Input that is well-formed piece by piece but not acceptable as a whole.
+    /// Input that is well-formed piece by piece but not acceptable as a whole, or data that
+    /// does not encode or decode.
     #[error("invalid {what}: {reason}")]
     InvalidInput {
         /// What was rejected.
         what: &'static str,
         /// Why.
         reason: String,
+        /// The underlying error (e.g. the JSON parser's), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// Something that should exist does not.
@@ -97,24 +101,30 @@ pub enum Error {
         reason: String,
     },
 
-    /// Remote storage refused or failed a request.
-    #[error("remote storage: {message}")]
+    /// Remote storage (or the relay) refused or failed a request.
+    #[error("remote storage: {what}")]
     Remote {
+        /// What failed and how, e.g. `/v1/sign/upload failed with status: 500` or
+        /// `relay pull: timed out`.
+        what: String,
         /// The HTTP status, when there was a response.
         status: Option<u16>,
         /// Whether trying again may succeed (network errors, 5xx, 429).
         retryable: bool,
-        /// What went wrong.
-        message: String,
+        /// The underlying error (the HTTP client's, an answer that did not parse), when there
+        /// is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A preprocessor failed (PRE-4); nothing was written.
-    #[error("preprocessor failed for {name}: {message}")]
+    #[error("preprocessor failed for {name}")]
     Preprocessor {
         /// The file's name or MIME type.
         name: String,
         /// The preprocessor's error.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 
     /// The operation is not available on this implementation or target.
@@ -197,6 +207,30 @@ impl Error {
         Error::InvalidInput {
             what,
             reason: reason.into(),
+            source: None,
         }
+    }
+
+    /// [`Error::InvalidInput`] with the error that caused it.
+    pub(crate) fn invalid_because(
+        what: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::InvalidInput {
+            what,
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `what` is not valid JSON (or does not have the expected shape); `source` says where.
+    pub(crate) fn bad_json(what: &'static str, source: serde_json::Error) -> Self {
+        Self::invalid_because(what, "not valid JSON", source)
+    }
+
+    /// `what` could not be encoded as JSON.
+    pub(crate) fn unencodable(what: &'static str, source: serde_json::Error) -> Self {
+        Self::invalid_because(what, "cannot be encoded as JSON", source)
     }
 }

@@ -137,7 +137,7 @@ impl Preprocessors {
             .await
             .map_err(|e| crate::Error::Preprocessor {
                 name,
-                message: e.to_string(),
+                source: e.into(),
             })
     }
 }

@@ -135,9 +135,10 @@ impl RemoteStorage for MemoryRemote {
             || crate::hash::hash_bytes(&data) != request.content_hash
         {
             return Err(Error::Remote {
+                what: "body does not match the declared length or checksum".into(),
                 status: Some(400),
                 retryable: false,
-                message: "body does not match the declared length or checksum".into(),
+                source: None,
             });
         }
         self.lock()

@@ -482,13 +482,13 @@ impl FileMetadata {
     /// Parse `metadataJson`. Unlike the original's `parseFileMetadata` (which returns `null`),
     /// anything but a JSON object (an array, a number, invalid JSON) is a typed error (WEAK-26).
     pub fn from_json(json: &str) -> crate::Result<Self> {
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| crate::Error::invalid("metadata", format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| crate::Error::bad_json("metadata", e))?;
         if !value.is_object() {
             return Err(crate::Error::invalid("metadata", "not a JSON object"));
         }
         serde_json::from_value(value)
-            .map_err(|e| crate::Error::invalid("metadata", format!("wrong field type: {e}")))
+            .map_err(|e| crate::Error::invalid_because("metadata", "wrong field type", e))
     }
 
     /// Serialize to the `metadataJson` string.

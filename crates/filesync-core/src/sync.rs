@@ -327,9 +327,10 @@ impl MemoryRelay {
     fn check(&self) -> Result<()> {
         if self.offline.load(Ordering::Acquire) {
             return Err(Error::Remote {
+                what: "relay unreachable (offline)".into(),
                 status: None,
                 retryable: true,
-                message: "relay unreachable (offline)".into(),
+                source: None,
             });
         }
         Ok(())

@@ -589,6 +589,7 @@ impl Preprocessor for Broken {
         Err(Error::InvalidInput {
             what: "image",
             reason: "cannot decode".into(),
+            source: None,
         })
     }
 }

@@ -542,9 +542,10 @@ impl filesync_core::sync::EventExchange for LosesAcks {
             .is_ok()
         {
             return Err(Error::Remote {
+                what: "connection reset after the push (injected)".into(),
                 status: None,
                 retryable: true,
-                message: "connection reset after the push (injected)".into(),
+                source: None,
             });
         }
         Ok(out)

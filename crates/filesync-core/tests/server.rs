@@ -71,9 +71,10 @@ impl ObjectSigner for TestSigner {
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         if self.fail_delete.load(Ordering::SeqCst) {
             return Err(Error::Remote {
+                what: "bucket down".into(),
                 status: Some(503),
                 retryable: true,
-                message: "bucket down".into(),
+                source: None,
             });
         }
         self.deleted.lock().unwrap().push(key.to_string());

@@ -123,6 +123,7 @@ impl ObjectSigner for R2Proxy {
                     spec.content_length.unwrap_or_default(),
                     self.config.max_object_size
                 ),
+                source: None,
             });
         }
         let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now);
@@ -159,9 +160,10 @@ impl ObjectSigner for R2Proxy {
             .delete(key)
             .await
             .map_err(|e| filesync_core::Error::Remote {
+                what: "delete failed".into(),
                 status: None,
                 retryable: true,
-                message: format!("delete failed: {e}"),
+                source: Some(e.into()),
             })
     }
 

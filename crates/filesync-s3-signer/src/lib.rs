@@ -221,9 +221,7 @@ impl S3Signer {
             .send()
             .await
             .map_err(|e| filesync_core::Error::Remote {
-                status: None,
-                retryable: true,
-                message: format!(
+                what: format!(
                     "{method}: {}",
                     if e.is_timeout() {
                         "timed out"
@@ -231,6 +229,9 @@ impl S3Signer {
                         "network error"
                     }
                 ),
+                status: None,
+                retryable: true,
+                source: Some(e.into()),
             })
     }
 }
@@ -265,9 +266,10 @@ impl ObjectSigner for S3Signer {
             return Ok(());
         }
         Err(filesync_core::Error::Remote {
+            what: format!("delete failed with status {}", status.as_u16()),
             status: Some(status.as_u16()),
             retryable: status.is_server_error(),
-            message: format!("delete failed with status {}", status.as_u16()),
+            source: None,
         })
     }
 
@@ -287,15 +289,12 @@ fn expiry(now: Timestamp, expires_in: Duration) -> Timestamp {
     Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64).unwrap_or(now)
 }
 
-/// `e` as the contract's error; `Error::Remote` carries text, so the whole chain goes in it.
+/// `e` as the contract's error, with `e` as its cause.
 fn core_err(e: Error) -> filesync_core::Error {
-    let chain: Vec<String> =
-        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            .map(ToString::to_string)
-            .collect();
     filesync_core::Error::Remote {
+        what: "cannot sign the request".into(),
         status: None,
         retryable: false,
-        message: chain.join(": "),
+        source: Some(e.into()),
     }
 }

@@ -537,9 +537,9 @@ async fn run() -> Result<()> {
                     status: Some(403), ..
                 } => anyhow!("the token may not use store {store_id} (403)"),
                 filesync_core::Error::Remote { status: None, .. } => {
-                    anyhow!("cannot reach {server}: {e}")
+                    anyhow::Error::new(e).context(format!("cannot reach {server}"))
                 }
-                other => anyhow!("the server's relay answered: {other}"),
+                other => anyhow::Error::new(other).context("the server's relay answered"),
             })?;
         }
         builder = builder

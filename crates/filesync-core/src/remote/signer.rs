@@ -87,7 +87,7 @@ impl SignerClientBuilder {
         let http = crate::rt::http_client()?;
         let http = http
             .build()
-            .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
+            .map_err(|e| Error::invalid_because("HTTP client", "cannot be built", e))?;
         Ok(SignerClient {
             http,
             base,
@@ -112,8 +112,8 @@ pub struct SignerClient {
     call_timeout: Duration,
 }
 
-/// A transport failure (no HTTP status): always retryable.
-pub(crate) fn network(what: &str, e: &reqwest::Error) -> Error {
+/// A transport failure (no HTTP status): always retryable. `e` is kept as the cause.
+pub(crate) fn network(what: &str, e: reqwest::Error) -> Error {
     #[cfg(not(target_arch = "wasm32"))]
     let connect = e.is_connect();
     #[cfg(target_arch = "wasm32")]
@@ -126,9 +126,10 @@ pub(crate) fn network(what: &str, e: &reqwest::Error) -> Error {
         "network error"
     };
     Error::Remote {
+        what: format!("{what}: {why}"),
         status: e.status().map(|s| s.as_u16()),
         retryable: true,
-        message: format!("{what}: {why}"),
+        source: Some(e.into()),
     }
 }
 
@@ -150,13 +151,14 @@ pub(crate) fn status_error(what: &str, status: StatusCode, body: &str) -> Error 
         .map(|b| format!(": {}", b.error))
         .unwrap_or_default();
     Error::Remote {
-        status: Some(status.as_u16()),
-        retryable,
-        message: if expired {
+        what: if expired {
             format!("{what}: the signed URL expired")
         } else {
             format!("{what} failed with status: {}{detail}", status.as_u16())
         },
+        status: Some(status.as_u16()),
+        retryable,
+        source: None,
     }
 }
 
@@ -238,7 +240,7 @@ impl SignerClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        req.send().await.map_err(|e| network(route, &e))
+        req.send().await.map_err(|e| network(route, e))
     }
 
     async fn parse<T: serde::de::DeserializeOwned>(
@@ -247,14 +249,15 @@ impl SignerClient {
         invalid: &str,
     ) -> Result<T> {
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| network(route, &e))?;
+        let text = resp.text().await.map_err(|e| network(route, e))?;
         if !status.is_success() {
             return Err(status_error(route, status, &text));
         }
-        serde_json::from_str(&text).map_err(|_| Error::Remote {
+        serde_json::from_str(&text).map_err(|e| Error::Remote {
+            what: invalid.to_owned(),
             status: Some(status.as_u16()),
             retryable: false,
-            message: invalid.to_owned(),
+            source: Some(e.into()),
         })
     }
 
@@ -270,9 +273,10 @@ impl SignerClient {
             Self::parse("/v1/sign/upload", resp, "Failed to sign upload").await?;
         if signed.url.is_empty() {
             return Err(Error::Remote {
+                what: "Failed to sign upload".into(),
                 status: None,
                 retryable: false,
-                message: "Failed to sign upload".into(),
+                source: None,
             });
         }
         Ok(signed)
@@ -298,9 +302,10 @@ impl SignerClient {
             }
         }
         Err(Error::Remote {
+            what: "Failed to sign download: no usable URL".into(),
             status: None,
             retryable: true,
-            message: "Failed to sign download: no usable URL".into(),
+            source: None,
         })
     }
 }
@@ -335,7 +340,7 @@ impl RemoteStorage for SignerClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| network("upload", &e))?;
+            .map_err(|e| network("upload", e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -352,7 +357,7 @@ impl RemoteStorage for SignerClient {
             .headers(signed_headers(&signed.headers)?)
             .send()
             .await
-            .map_err(|e| network("download", &e))?;
+            .map_err(|e| network("download", e))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -366,7 +371,7 @@ impl RemoteStorage for SignerClient {
             .map(str::to_owned);
         let body = resp
             .bytes_stream()
-            .map(|r| r.map_err(|e| network("download body", &e)));
+            .map(|r| r.map_err(|e| network("download body", e)));
         Ok(Download {
             body: Box::pin(body),
             content_length,

@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
+use super::s3::SettingError;
 use super::{EventLog, SqliteEventLog};
 
 /// For the server binaries' `main`: log to stderr (filtered by `RUST_LOG`, default `info`),
-/// run `app`, and turn its error into `<name>: <error>` on stderr and exit code 2.
-pub async fn main_with(
+/// run `app`, and turn its error into exit code 2 and `<name>: <error>` on stderr, followed by
+/// a `caused by: <cause>` line for each error in its [`source`](std::error::Error::source)
+/// chain.
+pub async fn main_with<E: std::error::Error>(
     name: &str,
-    app: impl std::future::Future<Output = std::result::Result<(), String>>,
+    app: impl std::future::Future<Output = std::result::Result<(), E>>,
 ) -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -23,34 +26,43 @@ pub async fn main_with(
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                eprintln!("  caused by: {c}");
+                cause = c.source();
+            }
             std::process::ExitCode::from(2)
         }
     }
 }
 
-/// The relay log at `path` (`--relay-db`), or none; the error names the setting.
+/// The relay log at `path` (`--relay-db`), or none; the error names the setting and keeps
+/// the store's error as its cause.
 pub async fn open_relay(
     path: Option<&std::path::Path>,
-) -> std::result::Result<Option<Arc<dyn EventLog>>, String> {
+) -> std::result::Result<Option<Arc<dyn EventLog>>, SettingError> {
     let Some(path) = path else {
         return Ok(None);
     };
     let log = SqliteEventLog::open(path).await.map_err(|e| {
-        format!(
-            "--relay-db (FILESYNC_RELAY_DB): cannot open {}: {e}",
-            path.display()
+        SettingError::new(
+            "relay-db",
+            "FILESYNC_RELAY_DB",
+            format!("cannot open {}", path.display()),
         )
+        .with_source(e)
     })?;
     Ok(Some(Arc::new(log)))
 }
 
-/// Listen on `addr` (`--listen`); the error names the setting.
+/// Listen on `addr` (`--listen`); the error names the setting and keeps the I/O error as its
+/// cause.
 pub async fn bind(
     addr: std::net::SocketAddr,
-) -> std::result::Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("--listen (FILESYNC_LISTEN): cannot bind {addr}: {e}"))
+) -> std::result::Result<tokio::net::TcpListener, SettingError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        SettingError::new("listen", "FILESYNC_LISTEN", format!("cannot bind {addr}")).with_source(e)
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM: the servers' graceful-shutdown trigger (pass it to

@@ -56,7 +56,9 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::Internal(message, cause) => {
-                tracing::error!(error = %cause, "{message}");
+                // As `dyn Error`, so the subscriber records the cause's whole chain.
+                let cause: &(dyn std::error::Error + 'static) = &cause;
+                tracing::error!(error = cause, "{message}");
                 (StatusCode::INTERNAL_SERVER_ERROR, message)
             }
         };
@@ -73,7 +75,7 @@ impl IntoResponse for ApiError {
 /// client's error; anything else is the server's.
 pub(super) fn signing_error(e: Error) -> ApiError {
     match e {
-        Error::InvalidInput { what, reason } => {
+        Error::InvalidInput { what, reason, .. } => {
             ApiError::BadRequest(format!("invalid {what}: {reason}"))
         }
         e => ApiError::Internal("Signing failed", e),

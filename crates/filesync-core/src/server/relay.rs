@@ -72,8 +72,7 @@ fn to_event(r: (i64, i64, String, String, String, String)) -> Result<RelayEvent>
         serde_json::Value::String(name)
     );
     Ok(RelayEvent {
-        event: Event::from_json(&json)
-            .map_err(|e| Error::invalid("stored relay event", e.to_string()))?,
+        event: Event::from_json(&json).map_err(|e| Error::bad_json("stored relay event", e))?,
         seq_num: seq.max(0) as u64,
         parent_seq_num: parent.max(0) as u64,
         client_id,
@@ -203,7 +202,7 @@ impl EventLog for SqliteEventLog {
                     return Ok(outcome);
                 }
                 for e in &batch {
-                    let json = serde_json::to_value(&e.event).map_err(|err| Error::invalid("event", err.to_string()))?;
+                    let json = serde_json::to_value(&e.event).map_err(|err| Error::unencodable("event", err))?;
                     let args = json.get("args").map(ToString::to_string).unwrap_or_default();
                     tx.execute(
                         "INSERT INTO relayEvents (store, seq, parent, name, args, clientId, sessionId) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -127,7 +127,7 @@ async fn push(
             Ok(json(StatusCode::OK, &HeadBody { error: None, head }))
         }
         Ok(PushOutcome::ServerAhead { head }) => Err(ApiError::ServerAhead(head)),
-        Err(Error::InvalidInput { what, reason }) => {
+        Err(Error::InvalidInput { what, reason, .. }) => {
             Err(ApiError::BadRequest(format!("invalid {what}: {reason}")))
         }
         Err(e) => Err(ApiError::Internal("Push failed", e)),
@@ -199,7 +199,8 @@ fn sse_stream(
                         let _ = log.wait(&store, after, MAX_WAIT).await;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "relay stream read failed");
+                        let e: &(dyn std::error::Error + 'static) = &e;
+                        tracing::warn!(error = e, "relay stream read failed");
                         return None;
                     }
                 }

@@ -190,8 +190,7 @@ impl Tables for Tx<'_> {
     }
 
     fn append(&mut self, seq: EventSeq, event: &Event) -> Result<()> {
-        let json =
-            serde_json::to_value(event).map_err(|e| Error::invalid("event", e.to_string()))?;
+        let json = serde_json::to_value(event).map_err(|e| Error::unencodable("event", e))?;
         let args = json
             .get("args")
             .map(ToString::to_string)
@@ -241,7 +240,7 @@ impl Tables for Tx<'_> {
             Mutation::ClearLocalState => self.0.execute("DELETE FROM localFileState", []),
             Mutation::PutCursor { id, value } => {
                 let json = serde_json::to_string(value)
-                    .map_err(|e| Error::invalid("cursor", e.to_string()))?;
+                    .map_err(|e| Error::unencodable("cursor", e))?;
                 self.0.execute(
                     "INSERT OR REPLACE INTO fileSyncCursor (id, value) VALUES (?1, ?2)",
                     params![id, json],
@@ -356,8 +355,7 @@ fn log_after_of(conn: &Connection, after: EventSeq, limit: i64) -> Result<Vec<St
                 "{{\"name\":{},\"args\":{args}}}",
                 serde_json::Value::String(name)
             );
-            let event = Event::from_json(&json)
-                .map_err(|e| Error::invalid("stored event", e.to_string()))?;
+            let event = Event::from_json(&json).map_err(|e| Error::bad_json("stored event", e))?;
             Ok(StoredEvent {
                 seq: EventSeq {
                     global: g.max(0) as u64,
@@ -381,9 +379,7 @@ fn cursor_of(conn: &Connection) -> Result<FileSyncCursor> {
         .map_err(store_err("read"))?;
     match json {
         None => Ok(FileSyncCursor::default()),
-        Some(j) => {
-            serde_json::from_str(&j).map_err(|e| Error::invalid("stored cursor", e.to_string()))
-        }
+        Some(j) => serde_json::from_str(&j).map_err(|e| Error::bad_json("stored cursor", e)),
     }
 }
 

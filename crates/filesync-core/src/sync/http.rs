@@ -36,7 +36,7 @@ impl HttpRelay {
         let http = crate::rt::http_client()?;
         let http = http
             .build()
-            .map_err(|e| Error::invalid("HTTP client", e.to_string()))?;
+            .map_err(|e| Error::invalid_because("HTTP client", "cannot be built", e))?;
         Ok(Self { http, base, token })
     }
 
@@ -67,21 +67,22 @@ impl HttpRelay {
             .timeout(wait + Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| net("pull", &e))?;
+            .map_err(|e| net("pull", e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| net("pull", &e))?;
+        let text = resp.text().await.map_err(|e| net("pull", e))?;
         if !status.is_success() {
             return Err(status_err("pull", status, &text));
         }
         serde_json::from_str(&text).map_err(|e| Error::Remote {
+            what: "pull: invalid response".into(),
             status: Some(status.as_u16()),
             retryable: false,
-            message: format!("pull: invalid response: {e}"),
+            source: Some(e.into()),
         })
     }
 }
 
-fn net(what: &str, e: &reqwest::Error) -> Error {
+fn net(what: &str, e: reqwest::Error) -> Error {
     crate::remote::signer::network(&format!("relay {what}"), e)
 }
 
@@ -102,9 +103,9 @@ impl EventExchange for HttpRelay {
             .timeout(Duration::from_secs(60))
             .send()
             .await
-            .map_err(|e| net("push", &e))?;
+            .map_err(|e| net("push", e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| net("push", &e))?;
+        let text = resp.text().await.map_err(|e| net("push", e))?;
         let head = || serde_json::from_str::<HeadBody>(&text).map(|b| b.head);
         match status {
             StatusCode::OK => Ok(PushOutcome::Accepted {

@@ -66,17 +66,19 @@ impl<R> std::ops::Deref for FaultyRemote<R> {
 
 fn injected() -> Error {
     Error::Remote {
+        what: "injected failure".into(),
         status: Some(500),
         retryable: true,
-        message: "injected failure".into(),
+        source: None,
     }
 }
 
 fn offline() -> Error {
     Error::Remote {
+        what: "remote unreachable (offline)".into(),
         status: None,
         retryable: true,
-        message: "remote unreachable (offline)".into(),
+        source: None,
     }
 }
 

@@ -152,7 +152,8 @@ fn json<T: Serialize>(what: &'static str) -> impl Fn(&T) -> Result<String> {
     move |v| {
         serde_json::to_string(v).map_err(|e| Error::InvalidInput {
             what,
-            reason: e.to_string(),
+            reason: "cannot be encoded as JSON".into(),
+            source: Some(e.into()),
         })
     }
 }

@@ -43,6 +43,7 @@ impl IdbStore {
             return Err(Error::InvalidInput {
                 what: "IndexedDB database name",
                 reason: "must not be empty".into(),
+                source: None,
             });
         }
         let factory = get_factory()?;

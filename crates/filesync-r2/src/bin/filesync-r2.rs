@@ -93,16 +93,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    main_with("filesync-r2", async {
-        run(args).await.map_err(|e| {
-            let chain: Vec<String> =
-                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                    .map(ToString::to_string)
-                    .collect();
-            chain.join("\n  caused by: ")
-        })
-    })
-    .await
+    main_with("filesync-r2", run(args)).await
 }
 
 fn bucket(args: &Args) -> Result<Bucket> {

@@ -58,16 +58,7 @@ async fn main() -> std::process::ExitCode {
     // Only S3 here: the bucket's endpoint, name and credentials are required.
     let matches = S3Args::require(Args::command()).get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    main_with("filesync-s3-signer", async {
-        run(args).await.map_err(|e| {
-            let chain: Vec<String> =
-                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                    .map(ToString::to_string)
-                    .collect();
-            chain.join("\n  caused by: ")
-        })
-    })
-    .await
+    main_with("filesync-s3-signer", run(args)).await
 }
 
 async fn run(args: Args) -> Result<()> {
