@@ -225,7 +225,7 @@ impl FileSyncBuilder {
                 engine.set_leader(true);
                 if let Err(e) = engine.run_sync_loop().await {
                     engine.emit(SyncEvent::SyncError {
-                        error: e.to_string(),
+                        error: e.report(),
                         context: Some("start".into()),
                     });
                     engine.shutdown().await;

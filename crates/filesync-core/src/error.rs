@@ -176,6 +176,24 @@ impl Error {
         }
     }
 
+    /// The message followed by each cause, `: `-separated: the text the engine puts in
+    /// [`SyncEvent`](crate::events::SyncEvent)s and in a file's `lastSyncError`, where only a
+    /// string travels.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let more = e.to_string();
+            // A transparent wrapper repeats its source's text; say it once.
+            if !text.ends_with(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = e.source();
+        }
+        text
+    }
+
     /// Whether this is [`Error::NotFound`] (or an I/O not-found).
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -232,5 +250,30 @@ impl Error {
     /// `what` could not be encoded as JSON.
     pub(crate) fn unencodable(what: &'static str, source: serde_json::Error) -> Self {
         Self::invalid_because(what, "cannot be encoded as JSON", source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_every_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let err = Error::Remote {
+            what: "sign upload".into(),
+            status: None,
+            retryable: true,
+            source: Some(Box::new(Error::io("write", "a/b", io))),
+        };
+        assert_eq!(
+            err.report(),
+            "remote storage: sign upload: write a/b: disk on fire"
+        );
+        // A transparent variant is not repeated.
+        let parse = Error::from(
+            crate::types::ContentHash::parse("not a hash").expect_err("a bad hash is refused"),
+        );
+        assert_eq!(parse.report(), parse.to_string());
     }
 }

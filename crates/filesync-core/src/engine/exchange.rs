@@ -44,7 +44,7 @@ impl Engine {
                     // Retried with backoff either way (a token may be fixed on the server),
                     // but say whether retrying the same request can help.
                     engine.emit(SyncEvent::SyncError {
-                        error: e.to_string(),
+                        error: e.report(),
                         context: Some(
                             if e.is_retryable() {
                                 "relay"

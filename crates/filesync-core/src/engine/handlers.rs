@@ -137,7 +137,7 @@ impl Engine {
         for e in &batch {
             if let Err(err) = self.on_file_event(&e.event).await {
                 self.emit(SyncEvent::SyncError {
-                    error: err.to_string(),
+                    error: err.report(),
                     context: Some(format!("event:{}", e.event.name())),
                 });
             }

@@ -240,7 +240,7 @@ impl Engine {
                 Err(e) => {
                     if let Some(engine) = weak.upgrade() {
                         engine.emit(SyncEvent::SyncError {
-                            error: e.to_string(),
+                            error: e.report(),
                             context: Some("start".into()),
                         });
                     }
@@ -256,7 +256,7 @@ impl Engine {
                 engine.set_leader(true);
                 if let Err(e) = engine.run_sync_loop().await {
                     engine.emit(SyncEvent::SyncError {
-                        error: e.to_string(),
+                        error: e.report(),
                         context: Some("start".into()),
                     });
                 }

@@ -33,7 +33,7 @@ impl Engine {
             && let Err(e) = self.bootstrap().await
         {
             self.emit(SyncEvent::SyncError {
-                error: e.to_string(),
+                error: e.report(),
                 context: Some("bootstrap".into()),
             });
         }
@@ -97,7 +97,7 @@ impl Engine {
                 Ok(c) => c.last_event_sequence,
                 Err(e) => {
                     self.emit(SyncEvent::SyncError {
-                        error: e.to_string(),
+                        error: e.report(),
                         context: Some("stream-start".into()),
                     });
                     return;
@@ -137,7 +137,7 @@ impl Engine {
                         drop(gate);
                         if let Err(e) = handled {
                             self.emit(SyncEvent::SyncError {
-                                error: e.to_string(),
+                                error: e.report(),
                                 context: Some("event-batch".into()),
                             });
                             break Some(e);
@@ -151,7 +151,7 @@ impl Engine {
             };
             let attempt = self.stream_attempts.fetch_add(1, Ordering::AcqRel) + 1;
             self.emit(SyncEvent::StreamError {
-                error: error.to_string(),
+                error: error.report(),
                 attempt,
             });
             let started = *window_start.get_or_insert_with(Instant::now);
@@ -161,7 +161,7 @@ impl Engine {
                     > self.options.stream_recovery_window
             {
                 self.emit(SyncEvent::StreamExhausted {
-                    error: error.to_string(),
+                    error: error.report(),
                     attempts: attempt,
                 });
                 // The heartbeat sees the finished task and restarts the stream.

@@ -46,7 +46,7 @@ impl TransferHandler for Transfers {
             engine.emit(SyncEvent::TransferExhausted {
                 kind,
                 file_id: id,
-                error: error.to_string(),
+                error: error.report(),
             });
         }
     }
@@ -130,9 +130,9 @@ impl Engine {
                 return Ok(());
             }
         }
-        self.set_status(id, kind, TransferStatus::Error, Some(error.to_string()))
+        self.set_status(id, kind, TransferStatus::Error, Some(error.report()))
             .await?;
-        let message = error.to_string();
+        let message = error.report();
         self.emit(match kind {
             TransferKind::Upload => SyncEvent::UploadError {
                 file_id,
