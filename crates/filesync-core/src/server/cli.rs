@@ -86,3 +86,135 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
+
+/// URL lifetime when `--max-expiry-secs` is not given, in seconds.
+pub const DEFAULT_MAX_EXPIRY_SECS: u64 = 900;
+/// `--max-expiry-secs`'s former variable (`filesync-r2`), still read when the new one is unset.
+const TTL_SECS_ENV: &str = "FILESYNC_TTL_SECS";
+
+/// The flags both server binaries take for the contract and relay routes: one name per
+/// setting, flattened into each binary's arguments (`#[command(flatten)]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FILESYNC_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+    /// Where the contract and relay routes live.
+    #[arg(long, env = "FILESYNC_BASE_PATH", default_value = "/api")]
+    pub base_path: String,
+    /// Accepted token, optionally limited to key prefixes: `TOKEN` or `TOKEN:store1/,store2/`.
+    /// Repeat the flag, or separate with `;` in the variable.
+    #[arg(
+        long = "token",
+        env = "FILESYNC_TOKENS",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
+    /// A file with one token per line (same syntax as --token; `#` starts a comment).
+    #[arg(long, env = "FILESYNC_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Serve without any token (anyone who reaches the server can sign).
+    #[arg(long, env = "FILESYNC_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// Longest URL lifetime in seconds, clamped to 1..=3600; default 900. The former
+    /// --ttl-secs and FILESYNC_TTL_SECS still work.
+    #[arg(long, alias = "ttl-secs", env = "FILESYNC_MAX_EXPIRY_SECS")]
+    pub max_expiry_secs: Option<u64>,
+    /// Serve the event relay with its log in this SQLite file (`filesync-r2`: default
+    /// `<data-dir>/relay.sqlite`).
+    #[arg(long, env = "FILESYNC_RELAY_DB")]
+    pub relay_db: Option<std::path::PathBuf>,
+    /// Origins allowed credentialed CORS (comma-separated); none: `*`.
+    #[arg(
+        long = "allowed-origin",
+        env = "FILESYNC_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+impl ServerArgs {
+    /// The router settings these flags describe, each checked: the base path starts with `/`,
+    /// tokens (flags and `--token-file`) parse, and there is at least one unless
+    /// `--allow-anonymous`.
+    pub fn router_config(&self) -> std::result::Result<super::RouterConfig, SettingError> {
+        check_base_path(&self.base_path, "base-path", "FILESYNC_BASE_PATH")?;
+        let tokens = self.tokens()?;
+        if tokens.is_empty() && !self.allow_anonymous {
+            return Err(SettingError::new(
+                "token",
+                "FILESYNC_TOKENS",
+                "no --token or --token-file given; pass --allow-anonymous to let anyone sign",
+            ));
+        }
+        Ok(super::RouterConfig {
+            base_path: self.base_path.clone(),
+            tokens,
+            max_expiry: self.max_expiry()?,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect(),
+            ..super::RouterConfig::default()
+        })
+    }
+
+    /// `--token`s and the lines of `--token-file`.
+    fn tokens(&self) -> std::result::Result<Vec<super::TokenGrant>, SettingError> {
+        let mut specs = self.tokens.clone();
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SettingError::new(
+                    "token-file",
+                    "FILESYNC_TOKEN_FILE",
+                    format!("cannot read {}", path.display()),
+                )
+                .with_source(e)
+            })?;
+            specs.extend(
+                text.lines()
+                    .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        super::TokenGrant::parse_all(&specs)
+            .map_err(|e| SettingError::new("token", "FILESYNC_TOKENS", "invalid").with_source(e))
+    }
+
+    /// `--max-expiry-secs`, else the former `FILESYNC_TTL_SECS`, else the default.
+    fn max_expiry(&self) -> std::result::Result<std::time::Duration, SettingError> {
+        let secs = match (self.max_expiry_secs, std::env::var(TTL_SECS_ENV)) {
+            (Some(secs), _) => secs,
+            (None, Ok(v)) if !v.trim().is_empty() => v.trim().parse().map_err(|e| {
+                SettingError::new(
+                    "max-expiry-secs",
+                    TTL_SECS_ENV,
+                    format!("{v:?} is not a number of seconds"),
+                )
+                .with_source(e)
+            })?,
+            (None, _) => DEFAULT_MAX_EXPIRY_SECS,
+        };
+        Ok(std::time::Duration::from_secs(secs))
+    }
+}
+
+/// A base-path setting must start with `/`.
+pub fn check_base_path(
+    path: &str,
+    long: &'static str,
+    env: &'static str,
+) -> std::result::Result<(), SettingError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(SettingError::new(
+            long,
+            env,
+            format!("{path:?} must start with '/'"),
+        ))
+    }
+}

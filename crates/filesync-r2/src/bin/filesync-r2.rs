@@ -1,24 +1,19 @@
 //! `filesync-r2`: the byte proxy, the signer contract and the event relay in one process.
 //! With only `--data-dir` it is a complete single-machine deployment.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use filesync_core::server::cli::{bind, main_with, open_relay, shutdown_signal};
+use filesync_core::server::cli::{
+    ServerArgs, bind, check_base_path, main_with, open_relay, shutdown_signal,
+};
 use filesync_core::server::s3::{S3Args, SettingError};
-use filesync_core::server::{RouterConfig, Secret, TokenGrant, serve};
+use filesync_core::server::{Secret, serve};
 use filesync_r2::{
     Bucket, DEFAULT_FILES_BASE_PATH, Error, R2Config, R2Proxy, Result, S3Settings,
     router_with_static,
 };
-
-/// URL lifetime when none is given, in seconds.
-const DEFAULT_MAX_EXPIRY_SECS: u64 = 900;
-/// `--max-expiry-secs`'s former variable, still read when the new one is not set.
-const TTL_SECS_ENV: &str = "FILESYNC_TTL_SECS";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,60 +26,27 @@ struct Args {
     /// Required unless an S3 bucket is configured.
     #[arg(long, env = "FILESYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "FILESYNC_LISTEN", default_value = "127.0.0.1:8787")]
-    listen: SocketAddr,
     /// The URL clients reach this server at (signed URLs start with it), e.g.
     /// https://files.example.com behind a TLS-terminating proxy. Default: http://<listen address>.
     #[arg(long, env = "FILESYNC_PUBLIC_URL")]
     public_url: Option<url::Url>,
-    /// Where the contract and relay routes live.
-    #[arg(long, env = "FILESYNC_BASE_PATH", default_value = "/api")]
-    base_path: String,
     /// Where the file routes live.
     #[arg(long, env = "FILESYNC_FILES_BASE_PATH", default_value = DEFAULT_FILES_BASE_PATH)]
     files_base_path: String,
-    /// Accepted token, optionally limited to key prefixes: `TOKEN` or `TOKEN:store1/,store2/`.
-    /// Repeat the flag, or separate with `;` in the variable.
-    #[arg(
-        long = "token",
-        env = "FILESYNC_TOKENS",
-        value_delimiter = ';',
-        hide_env_values = true
-    )]
-    tokens: Vec<String>,
-    /// A file with one token per line (same syntax as --token; `#` starts a comment).
-    #[arg(long, env = "FILESYNC_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Serve without any token (anyone who reaches the server can sign).
-    #[arg(long, env = "FILESYNC_ALLOW_ANONYMOUS")]
-    allow_anonymous: bool,
     /// The HMAC key for file URLs. Default: `<data-dir>/signing-secret`, created on first start.
     #[arg(long, env = "FILESYNC_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
-    /// Longest URL lifetime in seconds, clamped to 1..=3600; default 900. The former
-    /// --ttl-secs and FILESYNC_TTL_SECS still work.
-    #[arg(long, alias = "ttl-secs", env = "FILESYNC_MAX_EXPIRY_SECS")]
-    max_expiry_secs: Option<u64>,
     /// Largest accepted object in bytes.
     #[arg(long, env = "FILESYNC_MAX_OBJECT_SIZE", default_value_t = filesync_r2::DEFAULT_MAX_OBJECT_SIZE)]
     max_object_size: u64,
-    /// The event relay's SQLite log. Default with --data-dir: `<data-dir>/relay.sqlite`.
-    #[arg(long, env = "FILESYNC_RELAY_DB")]
-    relay_db: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Do not serve the event relay.
     #[arg(long, env = "FILESYNC_NO_RELAY", conflicts_with = "relay_db")]
     no_relay: bool,
     /// Also serve the files in this directory (a web app) outside /api and the file routes.
     #[arg(long, env = "FILESYNC_STATIC_DIR")]
     static_dir: Option<PathBuf>,
-    /// Origins allowed credentialed CORS (comma-separated); none: `*`.
-    #[arg(
-        long = "allowed-origin",
-        env = "FILESYNC_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    allowed_origins: Vec<String>,
     /// The bucket on S3 (instead of the local directory), when --s3-endpoint is given.
     #[command(flatten)]
     s3: S3Args,
@@ -108,23 +70,6 @@ fn bucket(args: &Args) -> Result<Bucket> {
         )
     })?;
     Bucket::local(dir)
-}
-
-/// --max-expiry-secs, else the former FILESYNC_TTL_SECS, else the default.
-fn max_expiry(args: &Args) -> Result<Duration> {
-    let secs = match (args.max_expiry_secs, std::env::var(TTL_SECS_ENV)) {
-        (Some(secs), _) => secs,
-        (None, Ok(v)) if !v.trim().is_empty() => v.trim().parse().map_err(|e| {
-            SettingError::new(
-                "max-expiry-secs",
-                TTL_SECS_ENV,
-                format!("{v:?} is not a number of seconds"),
-            )
-            .with_source(e)
-        })?,
-        (None, _) => DEFAULT_MAX_EXPIRY_SECS,
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 /// The signing secret: given, or kept in `<data-dir>/signing-secret` (created once, mode 0600),
@@ -201,52 +146,13 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn tokens(args: &Args) -> Result<Vec<TokenGrant>> {
-    let mut specs = args.tokens.clone();
-    if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SettingError::new(
-                "token-file",
-                "FILESYNC_TOKEN_FILE",
-                format!("cannot read {}", path.display()),
-            )
-            .with_source(e)
-        })?;
-        specs.extend(
-            text.lines()
-                .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
-                .filter(|l| !l.is_empty()),
-        );
-    }
-    TokenGrant::parse_all(&specs)
-        .map_err(|e| SettingError::new("token", "FILESYNC_TOKENS", "invalid").with_source(e))
-        .map_err(Error::from)
-}
-
 async fn run(args: Args) -> Result<()> {
-    for (path, long, env) in [
-        (&args.base_path, "base-path", "FILESYNC_BASE_PATH"),
-        (
-            &args.files_base_path,
-            "files-base-path",
-            "FILESYNC_FILES_BASE_PATH",
-        ),
-    ] {
-        if !path.starts_with('/') {
-            return Err(
-                SettingError::new(long, env, format!("{path:?} must start with '/'")).into(),
-            );
-        }
-    }
-    let tokens = tokens(&args)?;
-    if tokens.is_empty() && !args.allow_anonymous {
-        return Err(SettingError::new(
-            "token",
-            "FILESYNC_TOKENS",
-            "no --token or --token-file given; pass --allow-anonymous to let anyone sign",
-        )
-        .into());
-    }
+    check_base_path(
+        &args.files_base_path,
+        "files-base-path",
+        "FILESYNC_FILES_BASE_PATH",
+    )?;
+    let config = args.server.router_config()?;
     let bucket = bucket(&args)?;
     let static_dir = args.static_dir.clone();
     if let Some(dir) = &static_dir
@@ -259,9 +165,8 @@ async fn run(args: Args) -> Result<()> {
         )
         .into());
     }
-    let max_expiry = max_expiry(&args)?;
     let secret = signing_secret(&args)?;
-    let relay_path = match (&args.relay_db, &args.data_dir) {
+    let relay_path = match (&args.server.relay_db, &args.data_dir) {
         _ if args.no_relay => None,
         (Some(p), _) => Some(p.clone()),
         (None, Some(dir)) => Some(dir.join("relay.sqlite")),
@@ -270,7 +175,7 @@ async fn run(args: Args) -> Result<()> {
     let relay = open_relay(relay_path.as_deref())
         .await
         .map_err(|e| Error::Start(e.into()))?;
-    let listener = bind(args.listen)
+    let listener = bind(args.server.listen)
         .await
         .map_err(|e| Error::Start(e.into()))?;
     let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
@@ -284,17 +189,6 @@ async fn run(args: Args) -> Result<()> {
             )
             .with_source(e)
         })?,
-    };
-    let config = RouterConfig {
-        base_path: args.base_path,
-        tokens,
-        max_expiry,
-        allowed_origins: args
-            .allowed_origins
-            .into_iter()
-            .filter(|o| !o.is_empty())
-            .collect(),
-        ..RouterConfig::default()
     };
     let mut r2 = R2Config::new(public_url.clone(), secret);
     r2.files_base_path = args.files_base_path;
