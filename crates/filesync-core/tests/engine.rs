@@ -16,29 +16,17 @@ use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, FileMetadata, TransferStatus};
 use filesync_core::store::{MemoryStore, SqliteStore, Store};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
-use filesync_core::types::{FileId, ObjectKey, StoreId};
+use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
-use filesync_core::{Options, RetryPolicy};
-use futures::{Stream, StreamExt};
+use filesync_core::Options;
+use futures::StreamExt;
 
-fn store_id() -> StoreId {
-    StoreId::parse("test_store").unwrap()
-}
+use common::engine::{Disk, collect_events, downloaded, fast, forward, uploaded};
+use common::{eventually, store_id, text};
 
-fn fast() -> Options {
-    Options {
-        health_check_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(100),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
-            max_retries: 5,
-            jitter: 0.2,
-        },
-        transfer_timeout: Duration::from_millis(500),
-        ..Options::default()
-    }
-}
+mod common;
+
+const STORE: &str = "test_store";
 
 type Remote = FaultyRemote<MemoryRemote>;
 
@@ -49,12 +37,8 @@ struct Client {
 }
 
 async fn client(remote: Option<&Remote>) -> Client {
-    client_on(
-        Arc::new(MemoryFs::new()),
-        Arc::new(MemoryStore::new()),
-        remote,
-    )
-    .await
+    let Disk { fs, store } = Disk::memory();
+    client_on(fs, store, remote).await
 }
 
 async fn client_on(
@@ -62,73 +46,16 @@ async fn client_on(
     store: Arc<dyn Store>,
     remote: Option<&Remote>,
 ) -> Client {
-    let mut b =
-        FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store)).with_options(fast());
+    let disk = Disk { fs, store };
+    let mut b = disk.builder(STORE).with_options(fast());
     if let Some(r) = remote {
         b = b.with_remote(Arc::new(r.clone()));
     }
     Client {
         sync: b.start().await.unwrap(),
-        fs,
-        store,
+        fs: disk.fs,
+        store: disk.store,
     }
-}
-
-fn text(name: &str, body: &str) -> FileInput {
-    FileInput::from_bytes(name, "text/plain", body.as_bytes().to_vec())
-}
-
-/// Wait (up to 10 s) until `check` holds.
-/// Whether the file's record has a remote key (its upload finished); panics if there is no
-/// record.
-async fn uploaded(store: &(impl Store + ?Sized), id: &FileId) -> bool {
-    store
-        .file(id)
-        .await
-        .unwrap()
-        .expect("the file's record")
-        .remote_key
-        .is_some()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = filesync_core::rt::Instant::now() + Duration::from_secs(10);
-    while filesync_core::rt::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn collect_events(events: impl Stream<Item = SyncEvent>, ms: u64) -> Vec<SyncEvent> {
-    let mut out = Vec::new();
-    let mut events = std::pin::pin!(events);
-    let _ = tokio::time::timeout(Duration::from_millis(ms), async {
-        while let Some(e) = events.next().await {
-            out.push(e);
-        }
-    })
-    .await;
-    out
-}
-
-/// Copy the synced events of `from` after `after` into `to`, as the relay will. Returns the
-/// new position.
-async fn forward(from: &Arc<dyn Store>, to: &Arc<dyn Store>, after: EventSeq) -> EventSeq {
-    let events = from.events_after(after, 1000).await.unwrap();
-    let last = events.last().map_or(after, |e| e.seq);
-    if !events.is_empty() {
-        to.commit(events.into_iter().map(|e| e.event).collect())
-            .await
-            .unwrap();
-    }
-    last
 }
 
 async fn state(c: &Client, id: &FileId) -> (TransferStatus, TransferStatus) {
@@ -212,7 +139,7 @@ async fn eng_13_save_uploads_and_publishes_key() {
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
     let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
-    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     eventually("the upload", || async {
         uploaded(&*c.store, &saved.file_id).await
     })
@@ -269,13 +196,9 @@ async fn eng_12_second_client_downloads() {
         uploaded(&*a.store, &saved.file_id).await
     })
     .await;
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
     eventually("download on B", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
+        downloaded(&*b.store, &saved.file_id).await
     })
     .await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
@@ -313,13 +236,9 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
     remote.push_fault(Fault::Hang); // half the body, then nothing: the timeout ends it
     let b = client(Some(&remote)).await;
     let events = b.sync.events();
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
     eventually("verified download", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
+        downloaded(&*b.store, &saved.file_id).await
     })
     .await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
@@ -328,7 +247,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
         "genuine content"
     );
     let listed =
-        b.fs.list_files_recursive(&filesync_core::schema::store_root(&store_id()))
+        b.fs.list_files_recursive(&filesync_core::schema::store_root(&store_id(STORE)))
             .await
             .unwrap();
     let names: Vec<String> = listed.iter().map(|p| p.file_name().to_owned()).collect();
@@ -399,8 +318,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
 #[tokio::test]
 async fn weak_11_restart_finishes_stuck_rows() {
     let remote = FaultyRemote::new(MemoryRemote::new());
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let Disk { fs, store } = Disk::scratch().await;
     // First run: offline the whole time, so every upload fails into "error" and stays there.
     remote.set_offline(true);
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
@@ -470,7 +388,7 @@ async fn weak_6_shared_content_survives_one_delete() {
         uploaded(&*c.store, &one.file_id).await && uploaded(&*c.store, &two.file_id).await
     })
     .await;
-    let key = ObjectKey::for_content(&store_id(), &one.content_hash);
+    let key = ObjectKey::for_content(&store_id(STORE), &one.content_hash);
     c.sync.delete_file(&one.file_id).await.unwrap();
     assert!(
         c.fs.exists(&two.path).await.unwrap(),
@@ -514,7 +432,7 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
         .update_file(&saved.file_id, text("u", "version two"))
         .await
         .unwrap();
-    let new_key = ObjectKey::for_content(&store_id(), &updated.content_hash);
+    let new_key = ObjectKey::for_content(&store_id(STORE), &updated.content_hash);
     eventually("new content published", || async {
         c.store
             .file(&saved.file_id)
@@ -548,7 +466,7 @@ async fn eng_9_bootstrap_sets_cursor_to_head() {
     // A fresh client whose store already holds the log (e.g. restored): bootstrap enqueues
     // downloads for both and sets the cursor to the head.
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    forward(&a.store, &store, EventSeq::ROOT).await;
+    forward(&*a.store, &*store, EventSeq::ROOT).await;
     let head = store.head().await.unwrap();
     let b = client_on(Arc::new(MemoryFs::new()), Arc::clone(&store), Some(&remote)).await;
     assert_eq!(store.cursor().await.unwrap().last_event_sequence, head);
@@ -600,9 +518,10 @@ async fn pre_preprocessors_apply_with_precedence() {
     assert!(match_mime_type("image/*", " IMAGE/PNG "));
     assert!(match_mime_type("*/*", "x"));
     assert!(!match_mime_type("image/png", "image/jpeg"));
-    let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let sync = FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store))
+    let disk = Disk::memory();
+    let store = Arc::clone(&disk.store);
+    let sync = disk
+        .builder(STORE)
         .with_preprocessor("text/*", Arc::new(Upper))
         .with_preprocessor("*", Arc::new(Broken))
         .with_preprocessor("text/plain", Arc::new(Upper))
@@ -733,7 +652,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open(path.join("store.sqlite")).await.unwrap());
             let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::new(&path));
-            let sync = FileSync::builder(store_id(), fs, Arc::clone(&store))
+            let sync = FileSync::builder(store_id(STORE), fs, Arc::clone(&store))
                 .with_remote(Arc::new(remote))
                 .with_options(fast())
                 .with_leadership(leader)
@@ -851,13 +770,9 @@ async fn local_faults_are_retried() {
         Some(&remote),
     )
     .await;
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
     eventually("download after write faults", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
+        downloaded(&*b.store, &saved.file_id).await
     })
     .await;
     assert!(fs_b.writes() >= 3);
@@ -875,8 +790,7 @@ async fn local_faults_are_retried() {
 #[tokio::test]
 async fn weak_7_remote_delete_survives_outage_and_restart() {
     let remote = FaultyRemote::new(MemoryRemote::new());
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let Disk { fs, store } = Disk::scratch().await;
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
     let saved = first
         .sync
@@ -887,7 +801,7 @@ async fn weak_7_remote_delete_survives_outage_and_restart() {
         uploaded(&*store, &saved.file_id).await
     })
     .await;
-    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     remote.set_offline(true);
     first.sync.delete_file(&saved.file_id).await.unwrap();
     assert!(
@@ -949,8 +863,10 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
         revoke: std::sync::Mutex::new(Some(rx)),
         ..Revocable::default()
     });
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), Arc::clone(&store))
+    let disk = Disk::memory();
+    let store = Arc::clone(&disk.store);
+    let sync = disk
+        .builder(STORE)
         .with_remote(Arc::new(remote.clone()))
         .with_options(Options {
             transfer_timeout: Duration::from_secs(60),
