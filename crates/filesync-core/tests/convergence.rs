@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use filesync_core::FileSync;
+use filesync_core::Options;
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, TransferStatus};
@@ -15,7 +16,6 @@ use filesync_core::store::Store;
 use filesync_core::sync::{MemoryRelay, RelayEvent};
 use filesync_core::testing::remote::FaultyRemote;
 use filesync_core::types::FileId;
-use filesync_core::Options;
 
 use common::engine::{self, Disk, retry_fast};
 use common::{store_id, within};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use filesync_core::Options;
 use filesync_core::api::FileUrl;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
@@ -18,7 +19,6 @@ use filesync_core::store::{MemoryStore, SqliteStore, Store};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
 use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
-use filesync_core::Options;
 use futures::StreamExt;
 
 use common::engine::{Disk, collect_events, downloaded, fast, forward, uploaded};

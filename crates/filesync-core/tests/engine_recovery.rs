@@ -271,7 +271,10 @@ async fn eng_9_bootstrap_is_one_commit() {
         .await
         .unwrap();
     for n in 0..3 {
-        writer.save_file(text("t", &format!("file {n}"))).await.unwrap();
+        writer
+            .save_file(text("t", &format!("file {n}")))
+            .await
+            .unwrap();
     }
     writer.shutdown().await;
     // A second store with the same log but no state rows: bootstrap applies.

@@ -143,7 +143,12 @@ async fn pull_and_long_poll() {
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();
-    let get = |q: &str| http::get(&format!("/api/v1/stores/store-a/pull?{q}"), Some("store-a-token"));
+    let get = |q: &str| {
+        http::get(
+            &format!("/api/v1/stores/store-a/pull?{q}"),
+            Some("store-a-token"),
+        )
+    };
     let (s, b) = call(&log, get("after=1")).await;
     assert_eq!(s, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&b).unwrap();

@@ -14,13 +14,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use filesync_core::contract::UploadMethod;
 use filesync_core::server::{
-    HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
-    router, serve,
+    HealthReport, ObjectSigner, RouterConfig, SignedRequest, UploadSpec, router,
 };
 use filesync_core::types::{ObjectKey, Timestamp};
 use filesync_core::{Error, Result};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+use common::http::{get, grants, post, serve_app};
+
+mod common;
 
 #[derive(Default)]
 struct TestSigner {
@@ -88,23 +91,11 @@ impl ObjectSigner for TestSigner {
 }
 
 fn config() -> RouterConfig {
-    RouterConfig {
-        tokens: vec![
-            TokenGrant {
-                token: Secret::new("alpha-token"),
-                prefixes: vec!["store-a/".into()],
-            },
-            TokenGrant {
-                token: Secret::new("admin-token"),
-                prefixes: vec![],
-            },
-            TokenGrant {
-                token: Secret::new("multi-token"),
-                prefixes: vec!["x/".into(), "y/".into()],
-            },
-        ],
-        ..RouterConfig::default()
-    }
+    grants(&[
+        ("alpha-token", &["store-a/"]),
+        ("admin-token", &[]),
+        ("multi-token", &["x/", "y/"]),
+    ])
 }
 
 struct Reply {
@@ -126,14 +117,6 @@ async fn call(signer: &Arc<TestSigner>, config: RouterConfig, req: Request<Body>
         headers,
         body: String::from_utf8(body.to_vec()).unwrap(),
     }
-}
-
-fn post(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
-    let mut b = Request::post(path).header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(Body::from(body.to_owned())).unwrap()
 }
 
 fn signer() -> Arc<TestSigner> {
@@ -160,12 +143,7 @@ fn assert_cors(r: &Reply) {
 #[tokio::test]
 async fn s3_4_health() {
     let s = signer();
-    let r = call(
-        &s,
-        config(),
-        Request::get("/api/health").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
         (StatusCode::OK, r#"{"status":"ok"}"#)
@@ -173,12 +151,7 @@ async fn s3_4_health() {
     assert_eq!(r.headers["content-type"], "application/json");
     assert_cors(&r);
     s.healthy.store(false, Ordering::SeqCst);
-    let r = call(
-        &s,
-        config(),
-        Request::get("/api/health").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
         (StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"error"}"#)
@@ -206,14 +179,7 @@ async fn s3_1_preflight_and_base_path() {
         base_path: "/files-api/".into(),
         ..config()
     };
-    let r = call(
-        &s,
-        custom,
-        Request::get("/files-api/health")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let r = call(&s, custom, get("/files-api/health", None)).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -471,17 +437,8 @@ async fn weak_23_credentialed_cors() {
 /// The router over a real loopback socket, with graceful shutdown.
 #[tokio::test]
 async fn serves_over_loopback() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = filesync_core::rt::spawn(async move {
-        serve(listener, router(signer(), config()), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = serve_app(router(signer(), config())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -491,6 +448,5 @@ async fn serves_over_loopback() {
     stream.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
-    stop.send(()).unwrap();
-    server.join().await;
+    server.stop().await;
 }

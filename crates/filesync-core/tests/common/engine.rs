@@ -39,7 +39,11 @@ impl Disk {
 
     /// A builder for an engine of store `store` on this disk.
     pub fn builder(&self, store: &str) -> FileSyncBuilder {
-        FileSync::builder(store_id(store), Arc::clone(&self.fs), Arc::clone(&self.store))
+        FileSync::builder(
+            store_id(store),
+            Arc::clone(&self.fs),
+            Arc::clone(&self.store),
+        )
     }
 }
 

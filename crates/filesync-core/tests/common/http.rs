@@ -71,7 +71,13 @@ pub async fn serve_app(app: Router) -> Served {
 /// Serve `app` on `127.0.0.1:port` (`0`: a free port), with `grace` for in-flight requests
 /// after the shutdown signal.
 pub async fn serve_on(port: u16, app: Router, grace: Duration) -> Served {
-    let (listener, addr) = listen(port).await;
+    serve_listener(listen(port).await.0, app, grace)
+}
+
+/// Serve `app` on `listener` (bound by the caller, who needed its address first), with
+/// `grace` for in-flight requests after the shutdown signal.
+pub fn serve_listener(listener: TcpListener, app: Router, grace: Duration) -> Served {
+    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = filesync_core::rt::spawn(async move {
         serve_with_grace(
@@ -115,12 +121,12 @@ pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
 
 /// A JSON `POST` of `body` to `path`, with `Authorization: Bearer <token>` when there is a
 /// token.
-pub fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+pub fn post(path: &str, token: Option<&str>, body: impl Into<String>) -> Request<Body> {
     bearer(
         Request::post(path).header("content-type", "application/json"),
         token,
     )
-    .body(body.into())
+    .body(Body::from(body.into()))
     .unwrap()
 }
 

@@ -20,6 +20,13 @@ pub fn store_id(name: &str) -> StoreId {
     StoreId::parse(name).unwrap()
 }
 
+/// A fresh temporary directory (removed when dropped) and the path `name` in it.
+pub fn scratch_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 /// A `text/plain` file named `name` holding `body`.
 pub fn text(name: &str, body: &str) -> FileInput {
     FileInput::from_bytes(name, "text/plain", body.as_bytes().to_vec())

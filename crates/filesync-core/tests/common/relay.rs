@@ -7,7 +7,9 @@ use filesync_core::server::SqliteEventLog;
 
 /// The SQLite event log `relay.sqlite` in `dir`.
 pub async fn open_log(dir: &Path) -> SqliteEventLog {
-    SqliteEventLog::open(dir.join("relay.sqlite")).await.unwrap()
+    SqliteEventLog::open(dir.join("relay.sqlite"))
+        .await
+        .unwrap()
 }
 
 /// An SQLite event log in a fresh temporary directory, removed when the directory is dropped.
