@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
-use filesync_core::remote::SignerClient;
-use filesync_core::server::{
-    ObjectSigner, RouterConfig, Secret, TokenGrant, UploadSpec, router, serve,
-};
+use filesync_core::server::{ObjectSigner, RouterConfig, Secret, TokenGrant, UploadSpec};
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::MemoryRelay;
 use filesync_core::testing::s3s::S3s;
@@ -26,7 +23,7 @@ use filesync_core::types::{ObjectKey, StoreId, Timestamp};
 use filesync_core::{FileSync, hash::hash_bytes};
 use filesync_s3_signer::S3Signer;
 
-use crate::common::config;
+use crate::common::{client, serve_signer, signer};
 
 mod common;
 
@@ -35,10 +32,6 @@ const SK: &str = S3s::SECRET_KEY;
 
 async fn start_s3() -> S3s {
     S3s::start().await
-}
-
-fn signer(s: &S3s, bucket: &str) -> S3Signer {
-    S3Signer::new(config(&s.endpoint(), bucket)).unwrap()
 }
 
 fn spec(key: &str, data: &[u8]) -> UploadSpec {
@@ -228,10 +221,7 @@ async fn binary_refuses_bad_settings_and_serves() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let client = SignerClient::builder(format!("http://{addr}/api"))
-        .with_auth_token("a-long-enough-token")
-        .build()
-        .unwrap();
+    let client = client(&addr, "a-long-enough-token");
     use filesync_core::remote::{RemoteStorage, UploadRequest};
     let data = b"through the binary";
     let key = ObjectKey::parse(format!("shared/{}", hash_bytes(data))).unwrap();
@@ -273,21 +263,13 @@ async fn two_engines_sync_through_real_s3() {
         }],
         ..RouterConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(Arc::new(signer(&s3, "bkt")), config);
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+    let addr = serve_signer(signer(&s3, "bkt"), config).await;
     let relay = MemoryRelay::new();
     let mut clients = Vec::new();
     for _ in 0..2 {
         let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let remote = SignerClient::builder(format!("http://{addr}/api"))
-            .with_auth_token("tok")
-            .build()
-            .unwrap();
+        let remote = client(addr, "tok");
         let sync = FileSync::builder(StoreId::parse("shared").unwrap(), fs, Arc::clone(&store))
             .with_remote(Arc::new(remote))
             .with_relay(Arc::new(relay.handle()))
