@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use filesync_core::Options;
 use filesync_core::api::FileUrl;
+use filesync_core::api::SaveResult;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
 use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_type};
@@ -21,7 +22,9 @@ use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
 use futures::StreamExt;
 
-use common::engine::{Disk, collect_events, downloaded, fast, forward, uploaded};
+use common::engine::{
+    Disk, collect_events, fast, forward, until_downloaded, until_uploaded, uploaded,
+};
 use common::{eventually, store_id, text};
 
 mod common;
@@ -34,6 +37,13 @@ struct Client {
     sync: FileSync,
     fs: Arc<dyn FileSystem>,
     store: Arc<dyn Store>,
+}
+
+impl Client {
+    /// Save a text file (see [`text`]).
+    async fn save(&self, name: &str, body: &str) -> SaveResult {
+        self.sync.save_file(text(name, body)).await.unwrap()
+    }
 }
 
 async fn client(remote: Option<&Remote>) -> Client {
@@ -67,7 +77,7 @@ async fn state(c: &Client, id: &FileId) -> (TransferStatus, TransferStatus) {
 #[tokio::test]
 async fn cfg_4_local_only_save_read_update_delete() {
     let c = client(None).await;
-    let saved = c.sync.save_file(text("a.txt", "hello")).await.unwrap();
+    let saved = c.save("a.txt", "hello").await;
     assert_eq!(
         saved.content_hash,
         filesync_core::hash::hash_bytes(b"hello")
@@ -138,12 +148,9 @@ async fn eng_13_save_uploads_and_publishes_key() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
-    let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
+    let saved = c.save("a.txt", "upload me").await;
     let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
-    eventually("the upload", || async {
-        uploaded(&*c.store, &saved.file_id).await
-    })
-    .await;
+    until_uploaded("the upload", &*c.store, &saved.file_id).await;
     c.sync.await_idle().await;
     let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
     assert_eq!(rec.remote_key, Some(key.clone()));
@@ -187,20 +194,10 @@ async fn eng_12_second_client_downloads() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
     let b = client(Some(&remote)).await;
-    let saved = a
-        .sync
-        .save_file(text("a.txt", "shared bytes"))
-        .await
-        .unwrap();
-    eventually("upload on A", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
+    let saved = a.save("a.txt", "shared bytes").await;
+    until_uploaded("upload on A", &*a.store, &saved.file_id).await;
     forward(&*a.store, &*b.store, EventSeq::ROOT).await;
-    eventually("download on B", || async {
-        downloaded(&*b.store, &saved.file_id).await
-    })
-    .await;
+    until_downloaded("download on B", &*b.store, &saved.file_id).await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(content.content_hash, saved.content_hash);
     assert_eq!(collect_stream(content.body).await.unwrap(), "shared bytes");
@@ -222,25 +219,15 @@ async fn eng_12_second_client_downloads() {
 async fn weak_5_corrupt_download_is_retried_never_stored() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
-    let saved = a
-        .sync
-        .save_file(text("a.txt", "genuine content"))
-        .await
-        .unwrap();
-    eventually("upload", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
+    let saved = a.save("a.txt", "genuine content").await;
+    until_uploaded("upload", &*a.store, &saved.file_id).await;
     remote.push_fault(Fault::Corrupt);
     remote.push_fault(Fault::CutAt(3));
     remote.push_fault(Fault::Hang); // half the body, then nothing: the timeout ends it
     let b = client(Some(&remote)).await;
     let events = b.sync.events();
     forward(&*a.store, &*b.store, EventSeq::ROOT).await;
-    eventually("verified download", || async {
-        downloaded(&*b.store, &saved.file_id).await
-    })
-    .await;
+    until_downloaded("verified download", &*b.store, &saved.file_id).await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(
         collect_stream(content.body).await.unwrap(),
@@ -279,11 +266,8 @@ async fn weak_14_hung_upload_times_out_then_completes() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("h", "after a hang")).await.unwrap();
-    eventually("upload after timeout", || async {
-        uploaded(&*c.store, &saved.file_id).await
-    })
-    .await;
+    let saved = c.save("h", "after a hang").await;
+    until_uploaded("upload after timeout", &*c.store, &saved.file_id).await;
     assert!(remote.calls("upload") >= 2);
     c.sync.shutdown().await;
 }
@@ -296,7 +280,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
     remote.set_offline(true);
-    let saved = c.sync.save_file(text("o", "made offline")).await.unwrap();
+    let saved = c.save("o", "made offline").await;
     eventually("offline", || async { !c.sync.is_online() }).await;
     remote.set_offline(false);
     eventually("online and uploaded", || async {
@@ -381,8 +365,8 @@ async fn weak_11_restart_finishes_stuck_rows() {
 async fn weak_6_shared_content_survives_one_delete() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
-    let one = c.sync.save_file(text("1", "same")).await.unwrap();
-    let two = c.sync.save_file(text("2", "same")).await.unwrap();
+    let one = c.save("1", "same").await;
+    let two = c.save("2", "same").await;
     assert_eq!(one.path, two.path);
     eventually("both uploaded", || async {
         uploaded(&*c.store, &one.file_id).await && uploaded(&*c.store, &two.file_id).await
@@ -410,7 +394,7 @@ async fn tst_3_delete_during_upload_leaves_remote_empty() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang); // first attempt hangs until the timeout
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("d", "short-lived")).await.unwrap();
+    let saved = c.save("d", "short-lived").await;
     eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
     c.sync.delete_file(&saved.file_id).await.unwrap();
     c.sync.await_idle().await;
@@ -425,7 +409,7 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("u", "version one")).await.unwrap();
+    let saved = c.save("u", "version one").await;
     eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
     let updated = c
         .sync
@@ -456,12 +440,9 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
 async fn eng_9_bootstrap_sets_cursor_to_head() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
-    let s1 = a.sync.save_file(text("1", "one")).await.unwrap();
-    a.sync.save_file(text("2", "two")).await.unwrap();
-    eventually("uploads", || async {
-        uploaded(&*a.store, &s1.file_id).await
-    })
-    .await;
+    let s1 = a.save("1", "one").await;
+    a.save("2", "two").await;
+    until_uploaded("uploads", &*a.store, &s1.file_id).await;
     a.sync.await_idle().await;
     // A fresh client whose store already holds the log (e.g. restored): bootstrap enqueues
     // downloads for both and sets the cursor to the head.
@@ -676,9 +657,11 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .save_file(text("b1", "saved by the follower"))
         .await
         .unwrap();
-    eventually("leader uploads the follower's file", || async {
-        uploaded(&*store, &first.file_id).await
-    })
+    until_uploaded(
+        "leader uploads the follower's file",
+        &*store,
+        &first.file_id,
+    )
     .await;
     assert_eq!(remote.calls("upload"), 1, "exactly one engine uploaded");
     // WEAK-13: a follower's retry_errors is carried out by the leader (the follower only
@@ -716,9 +699,11 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         b.retry_errors().await.unwrap(),
         vec![failing.file_id.clone()]
     );
-    eventually("the leader uploads the follower's retry", || async {
-        uploaded(&*store, &failing.file_id).await
-    })
+    until_uploaded(
+        "the leader uploads the follower's retry",
+        &*store,
+        &failing.file_id,
+    )
     .await;
     assert!(!b.is_leader(), "B stayed a follower throughout");
     let uploads_so_far = remote.calls("upload");
@@ -727,10 +712,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .save_file(text("b2", "saved after failover"))
         .await
         .unwrap();
-    eventually("B took over and uploads", || async {
-        uploaded(&*store, &second.file_id).await
-    })
-    .await;
+    until_uploaded("B took over and uploads", &*store, &second.file_id).await;
     assert_eq!(remote.calls("upload"), uploads_so_far + 1);
     assert!(b.is_leader());
     b.shutdown().await;
@@ -750,17 +732,10 @@ async fn local_faults_are_retried() {
     )
     .await;
     fs_a.cut_reads_at(Some(4));
-    let saved = a
-        .sync
-        .save_file(text("a", "read me in pieces"))
-        .await
-        .unwrap();
+    let saved = a.save("a", "read me in pieces").await;
     eventually("upload attempted", || async { remote.calls("upload") >= 1 }).await;
     fs_a.cut_reads_at(None);
-    eventually("upload after the read fault", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
+    until_uploaded("upload after the read fault", &*a.store, &saved.file_id).await;
 
     let fs_b = FaultyFs::new(MemoryFs::new());
     fs_b.fail_next_writes(2);
@@ -771,10 +746,7 @@ async fn local_faults_are_retried() {
     )
     .await;
     forward(&*a.store, &*b.store, EventSeq::ROOT).await;
-    eventually("download after write faults", || async {
-        downloaded(&*b.store, &saved.file_id).await
-    })
-    .await;
+    until_downloaded("download after write faults", &*b.store, &saved.file_id).await;
     assert!(fs_b.writes() >= 3);
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(
@@ -792,15 +764,8 @@ async fn weak_7_remote_delete_survives_outage_and_restart() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let Disk { fs, store } = Disk::scratch().await;
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
-    let saved = first
-        .sync
-        .save_file(text("x", "to be deleted"))
-        .await
-        .unwrap();
-    eventually("uploaded", || async {
-        uploaded(&*store, &saved.file_id).await
-    })
-    .await;
+    let saved = first.save("x", "to be deleted").await;
+    until_uploaded("uploaded", &*store, &saved.file_id).await;
     let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     remote.set_offline(true);
     first.sync.delete_file(&saved.file_id).await.unwrap();
@@ -902,9 +867,11 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
     filesync_core::rt::sleep(Duration::from_millis(200)).await;
     assert_eq!(remote.calls("upload"), 1, "a follower does not transfer");
     leadership.regrant.notify_one();
-    eventually("uploaded after regaining leadership", || async {
-        uploaded(&*store, &saved.file_id).await
-    })
+    until_uploaded(
+        "uploaded after regaining leadership",
+        &*store,
+        &saved.file_id,
+    )
     .await;
     sync.shutdown().await;
 }

@@ -23,7 +23,7 @@ use filesync_core::{Options, RetryPolicy};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 
-use common::engine::{forward, until, uploaded};
+use common::engine::{forward, until, until_uploaded};
 use common::{eventually, store_id, text};
 
 mod common;
@@ -405,10 +405,7 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
         .unwrap();
     let saved = a.save_file(text("t", "remote first")).await.unwrap();
     a.await_idle().await;
-    eventually("the upload", || async {
-        uploaded(&*a_store, &saved.file_id).await
-    })
-    .await;
+    until_uploaded("the upload", &*a_store, &saved.file_id).await;
     let b_store = Arc::new(MemoryStore::new());
     remote.push_fault(Fault::Hang);
     let b = FileSync::builder(store_id(STORE), Arc::new(MemoryFs::new()), b_store.clone())

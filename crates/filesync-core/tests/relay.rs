@@ -67,6 +67,16 @@ fn push(store: &str, token: Option<&str>, body: String) -> Request<Body> {
     post(&format!("/api/v1/stores/{store}/push"), token, body)
 }
 
+/// Push `events` to `store` (through a fresh server on `log`) with `token`.
+async fn push_events(
+    log: &Arc<SqliteEventLog>,
+    store: &str,
+    token: Option<&str>,
+    events: &[RelayEvent],
+) -> (StatusCode, String) {
+    call(log, push(store, token, batch(events))).await
+}
+
 fn batch(events: &[RelayEvent]) -> String {
     serde_json::json!({ "batch": events }).to_string()
 }
@@ -78,22 +88,20 @@ async fn push_protocol() {
     let (_dir, log) = scratch_log().await;
     let store = StoreId::parse("store-a").unwrap();
     let first = [deleted("f1", 1, "c1"), deleted("f2", 2, "c1")];
-    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &first).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"head":2}"#));
-    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &first).await;
     assert_eq!(
         (s, b.as_str()),
         (StatusCode::OK, r#"{"head":2}"#),
         "a repeated push is acknowledged"
     );
     assert_eq!(log.head(&store).await.unwrap(), 2);
-    let (s, b) = call(
+    let (s, b) = push_events(
         &log,
-        push(
-            "store-a",
-            Some("store-a-token"),
-            batch(&[deleted("other", 1, "c2")]),
-        ),
+        "store-a",
+        Some("store-a-token"),
+        &[deleted("other", 1, "c2")],
     )
     .await;
     assert_eq!(
@@ -121,17 +129,15 @@ async fn push_protocol() {
         assert!(b.contains(needle), "{b} lacks {needle}");
     }
     assert_eq!(log.head(&store).await.unwrap(), 2, "nothing was stored");
-    let (s, _) = call(
+    let (s, _) = push_events(
         &log,
-        push(
-            "store-b",
-            Some("store-a-token"),
-            batch(&[deleted("f", 1, "c")]),
-        ),
+        "store-b",
+        Some("store-a-token"),
+        &[deleted("f", 1, "c")],
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = call(&log, push("store-a", None, batch(&[deleted("f", 3, "c")]))).await;
+    let (s, _) = push_events(&log, "store-a", None, &[deleted("f", 3, "c")]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 

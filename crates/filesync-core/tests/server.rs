@@ -34,6 +34,22 @@ struct TestSigner {
     deleted: Mutex<Vec<String>>,
 }
 
+/// A signed `PUT` of `url` with `headers`, expiring `expires_in` after `now`.
+fn signed(
+    url: String,
+    headers: BTreeMap<String, String>,
+    expires_in: Duration,
+    now: Timestamp,
+) -> SignedRequest {
+    SignedRequest {
+        method: UploadMethod::Put,
+        url,
+        headers,
+        expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
+            .unwrap(),
+    }
+}
+
 #[async_trait]
 impl ObjectSigner for TestSigner {
     async fn sign_upload(
@@ -48,13 +64,12 @@ impl ObjectSigner for TestSigner {
         if let Some(t) = &spec.content_type {
             headers.insert("content-type".to_owned(), t.clone());
         }
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url: format!("https://bucket.test/{}?sig=x", spec.key),
+        Ok(signed(
+            format!("https://bucket.test/{}?sig=x", spec.key),
             headers,
-            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
-                .unwrap(),
-        })
+            expires_in,
+            now,
+        ))
     }
     async fn sign_download(
         &self,
@@ -63,13 +78,12 @@ impl ObjectSigner for TestSigner {
         now: Timestamp,
     ) -> Result<SignedRequest> {
         self.signed.fetch_add(1, Ordering::SeqCst);
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url: format!("https://bucket.test/{key}?sig=y"),
-            headers: BTreeMap::new(),
-            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
-                .unwrap(),
-        })
+        Ok(signed(
+            format!("https://bucket.test/{key}?sig=y"),
+            BTreeMap::new(),
+            expires_in,
+            now,
+        ))
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         if self.fail_delete.load(Ordering::SeqCst) {

@@ -12,7 +12,7 @@ use filesync_core::types::FileId;
 use filesync_core::{FileSync, FileSyncBuilder, Options, RetryPolicy};
 use futures::{Stream, StreamExt};
 
-use super::store_id;
+use super::{eventually, store_id};
 
 /// Where an engine keeps its files and its rows.
 pub struct Disk {
@@ -85,6 +85,16 @@ pub async fn uploaded(store: &(impl Store + ?Sized), id: &FileId) -> bool {
         .expect("the file's record")
         .remote_key
         .is_some()
+}
+
+/// Wait (up to 10 s) until the file's upload finished; panics naming `what` if it does not.
+pub async fn until_uploaded(what: &str, store: &(impl Store + ?Sized), id: &FileId) {
+    eventually(what, || uploaded(store, id)).await;
+}
+
+/// Wait (up to 10 s) until the file is downloaded; panics naming `what` if it is not.
+pub async fn until_downloaded(what: &str, store: &(impl Store + ?Sized), id: &FileId) {
+    eventually(what, || downloaded(store, id)).await;
 }
 
 /// Whether the file's local state says it is downloaded.
