@@ -305,7 +305,7 @@ async fn s3_6_key_and_body_rules() {
             post(
                 "/api/v1/delete",
                 Some("multi-token"),
-                &format!(r#"{{"key":"{key}"}}"#),
+                format!(r#"{{"key":"{key}"}}"#),
             ),
         )
         .await;
