@@ -12,7 +12,6 @@ use axum::http::{Request, StatusCode};
 use filesync_core::FileSync;
 use filesync_core::contract::RelayEvent;
 use filesync_core::fs::{FileSystem, collect_stream};
-use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{Event, EventSeq, FileDeleted, LocalFileStateClear, TransferStatus};
 use filesync_core::server::{EventLog, RouterConfig, SHUTDOWN_GRACE, SqliteEventLog, relay_router};
@@ -24,8 +23,8 @@ use futures::StreamExt;
 
 use common::engine::{Disk, retry_fast};
 use common::http::{self, Served, dead_addr, grants, post, send, serve_on};
-use common::relay::scratch_log;
-use common::within;
+use common::relay::{open_log, scratch_log};
+use common::{store_id, text, within};
 
 mod common;
 
@@ -86,7 +85,7 @@ fn batch(events: &[RelayEvent]) -> String {
 #[tokio::test]
 async fn push_protocol() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let first = [deleted("f1", 1, "c1"), deleted("f2", 2, "c1")];
     let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &first).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"head":2}"#));
@@ -145,7 +144,7 @@ async fn push_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_and_long_poll() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();
@@ -234,18 +233,14 @@ async fn pull_and_long_poll() {
 #[tokio::test]
 async fn sqlite_event_log_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreId::parse("s").unwrap();
+    let store = store_id("s");
     {
-        let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
             .await
             .unwrap();
     }
-    let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
-        .await
-        .unwrap();
+    let log = open_log(dir.path()).await;
     assert_eq!(log.head(&store).await.unwrap(), 2);
     assert_eq!(
         log.read(&store, 0, 10).await.unwrap(),
@@ -316,7 +311,7 @@ async fn dump(clients: &[(FileSync, Arc<dyn Store>)], log: &Arc<SqliteEventLog>)
     }
     eprintln!(
         "relay head {}",
-        log.head(&StoreId::parse("store-a").unwrap()).await.unwrap()
+        log.head(&store_id("store-a")).await.unwrap()
     );
 }
 
@@ -360,14 +355,10 @@ async fn three_engines_converge_over_http() {
         let mut ids = Vec::new();
         for k in 0..4 {
             ids.push(
-                sync.save_file(FileInput::from_bytes(
-                    "f",
-                    "text/plain",
-                    format!("client {n} file {k}"),
-                ))
-                .await
-                .unwrap()
-                .file_id,
+                sync.save_file(text("f", &format!("client {n} file {k}")))
+                    .await
+                    .unwrap()
+                    .file_id,
             );
         }
         ids
@@ -388,16 +379,13 @@ async fn three_engines_converge_over_http() {
     let dead = dead_addr().await;
     let offline = start(Arc::clone(&disks[2]), Arc::clone(&store2), relay_at(dead)).await;
     let offline_id = offline
-        .save_file(FileInput::from_bytes("f", "text/plain", "saved offline"))
+        .save_file(text("f", "saved offline"))
         .await
         .unwrap()
         .file_id;
     clients[1]
         .0
-        .update_file(
-            &ids[0],
-            FileInput::from_bytes("f", "text/plain", "updated by 1"),
-        )
+        .update_file(&ids[0], text("f", "updated by 1"))
         .await
         .unwrap();
     clients[0].0.delete_file(&ids[5]).await.unwrap();
@@ -414,7 +402,7 @@ async fn three_engines_converge_over_http() {
     }
     let seen = clients[0].1.file(&offline_id).await.unwrap();
     assert!(seen.is_some(), "the offline save reached the others");
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let relay_log = log.read(&store, 0, 1000).await.unwrap();
     let seqs: Vec<u64> = relay_log.iter().map(|e| e.seq_num).collect();
     assert_eq!(
@@ -492,11 +480,8 @@ async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
         .start()
         .await
         .unwrap();
-    let saved = sync
-        .save_file(FileInput::from_bytes("x", "text/plain", "acked or not"))
-        .await
-        .unwrap();
-    let relay_store = StoreId::parse("store-a").unwrap();
+    let saved = sync.save_file(text("x", "acked or not")).await.unwrap();
+    let relay_store = store_id("store-a");
     within(500, || async { log.head(&relay_store).await.unwrap() >= 1 }).await;
     // The relay has the event, the client never recorded the acknowledgement: "crash".
     sync.shutdown().await;
@@ -540,8 +525,7 @@ async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_restart_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("relay.sqlite");
-    let mut server = serve_relay(&Arc::new(SqliteEventLog::open(&path).await.unwrap())).await;
+    let mut server = serve_relay(&Arc::new(open_log(dir.path()).await)).await;
     let port = server.addr.port();
     let remote = MemoryRemote::new();
     let mut clients = Vec::new();
@@ -558,32 +542,20 @@ async fn relay_restart_loses_nothing_acknowledged() {
             .unwrap();
         clients.push((sync, disk.store));
     }
-    clients[0]
-        .0
-        .save_file(FileInput::from_bytes("a", "text/plain", "before"))
-        .await
-        .unwrap();
+    clients[0].0.save_file(text("a", "before")).await.unwrap();
     assert!(wait_converged(&clients).await, "before the restart");
     server.shutdown();
     filesync_core::rt::sleep(Duration::from_millis(100)).await;
-    clients[0]
-        .0
-        .save_file(FileInput::from_bytes("b", "text/plain", "during A"))
-        .await
-        .unwrap();
-    clients[1]
-        .0
-        .save_file(FileInput::from_bytes("c", "text/plain", "during B"))
-        .await
-        .unwrap();
+    clients[0].0.save_file(text("b", "during A")).await.unwrap();
+    clients[1].0.save_file(text("c", "during B")).await.unwrap();
     filesync_core::rt::sleep(Duration::from_millis(200)).await;
-    let log = Arc::new(SqliteEventLog::open(&path).await.unwrap());
+    let log = Arc::new(open_log(dir.path()).await);
     let _restarted = serve_relay_on(&log, port).await;
     if !wait_converged(&clients).await {
         dump(&clients, &log).await;
         panic!("after the restart");
     }
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let seqs: Vec<u64> = log
         .read(&store, 0, 100)
         .await
@@ -602,7 +574,7 @@ async fn relay_restart_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_stream_resumes_and_follows() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();

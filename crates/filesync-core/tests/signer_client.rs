@@ -26,12 +26,12 @@ use filesync_core::server::{
 };
 use filesync_core::store::Store;
 use filesync_core::sync::MemoryRelay;
-use filesync_core::types::{ObjectKey, StoreId, Timestamp};
+use filesync_core::types::{ObjectKey, Timestamp};
 use filesync_core::{Error, Result};
 
 use common::engine::Disk;
 use common::http::{Served, grants, listen, serve_listener};
-use common::within;
+use common::{store_id, text, within};
 
 mod common;
 
@@ -209,7 +209,7 @@ fn client(s: &Servers) -> SignerClient {
 }
 
 fn key(hash: &filesync_core::types::ContentHash) -> ObjectKey {
-    ObjectKey::for_content(&StoreId::parse("shared_store").unwrap(), hash)
+    ObjectKey::for_content(&store_id("shared_store"), hash)
 }
 
 fn request(data: &[u8], ct: Option<&str>) -> UploadRequest {
@@ -391,14 +391,7 @@ async fn two_engines_sync_through_the_signer() {
             panic!("did not settle");
         }
     };
-    let saved =
-        a.0.save_file(filesync_core::preprocess::FileInput::from_bytes(
-            "a",
-            "text/plain",
-            "over http",
-        ))
-        .await
-        .unwrap();
+    let saved = a.0.save_file(text("a", "over http")).await.unwrap();
     settled(
         Arc::clone(&b.1),
         saved.file_id.clone(),
@@ -406,12 +399,9 @@ async fn two_engines_sync_through_the_signer() {
     )
     .await;
     let up =
-        b.0.update_file(
-            &saved.file_id,
-            filesync_core::preprocess::FileInput::from_bytes("a", "text/plain", "edited"),
-        )
-        .await
-        .unwrap();
+        b.0.update_file(&saved.file_id, text("a", "edited"))
+            .await
+            .unwrap();
     settled(
         Arc::clone(&a.1),
         saved.file_id.clone(),

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
-use filesync_core::server::{ObjectSigner, RouterConfig, Secret, TokenGrant, UploadSpec};
+use filesync_core::server::{
+    ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
+};
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::MemoryRelay;
 use filesync_core::testing::s3s::S3s;
@@ -60,16 +62,21 @@ async fn get(url: &str) -> (u16, bytes::Bytes) {
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// `signer`'s presigned upload of `data` as `key`, valid for a minute from now.
+async fn sign_put(signer: &S3Signer, key: &str, data: &[u8]) -> SignedRequest {
+    signer
+        .sign_upload(&spec(key, data), MIN, Timestamp::now())
+        .await
+        .unwrap()
+}
+
 /// S3-7, S3-9, S3-10, S3-4: presigned PUT and GET work; delete (also of a missing key) and
 /// the health check work; health fails for a missing bucket.
 #[tokio::test]
 async fn presigned_round_trip_delete_and_health() {
     let s3 = start_s3().await;
     let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/a.txt", b"hello s3"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let up = sign_put(&signer, "s/a.txt", b"hello s3").await;
     assert_eq!(put(&up.url, &up.headers, b"hello s3").await, 200);
     let down = signer
         .sign_download(&ObjectKey::parse("s/a.txt").unwrap(), MIN, Timestamp::now())
@@ -99,10 +106,7 @@ async fn presigned_round_trip_delete_and_health() {
 async fn real_server_rejects_tampering() {
     let s3 = start_s3().await;
     let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/b.txt", b"12345"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let up = sign_put(&signer, "s/b.txt", b"12345").await;
     let bad_sig = {
         let i = up.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
         let mut u = up.url.clone();
@@ -142,10 +146,7 @@ async fn real_server_rejects_tampering() {
 async fn real_server_checks_the_signed_checksum() {
     let s3 = start_s3().await;
     let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/d.txt", b"right"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let up = sign_put(&signer, "s/d.txt", b"right").await;
     assert_eq!(put(&up.url, &up.headers, b"wrong").await, 400);
     assert_eq!(put(&up.url, &up.headers, b"right").await, 200);
 }
