@@ -32,8 +32,11 @@ mod common;
 const AK: &str = S3s::ACCESS_KEY;
 const SK: &str = S3s::SECRET_KEY;
 
-async fn start_s3() -> S3s {
-    S3s::start().await
+/// A fresh test S3 server and a signer for its bucket `bkt`.
+async fn start() -> (S3s, S3Signer) {
+    let s3 = S3s::start().await;
+    let signer = signer(&s3, "bkt");
+    (s3, signer)
 }
 
 fn spec(key: &str, data: &[u8]) -> UploadSpec {
@@ -74,8 +77,7 @@ async fn sign_put(signer: &S3Signer, key: &str, data: &[u8]) -> SignedRequest {
 /// the health check work; health fails for a missing bucket.
 #[tokio::test]
 async fn presigned_round_trip_delete_and_health() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
+    let (s3, signer) = start().await;
     let up = sign_put(&signer, "s/a.txt", b"hello s3").await;
     assert_eq!(put(&up.url, &up.headers, b"hello s3").await, 200);
     let down = signer
@@ -104,8 +106,7 @@ async fn presigned_round_trip_delete_and_health() {
 /// body longer than the signed length.
 #[tokio::test]
 async fn real_server_rejects_tampering() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
+    let (s3, signer) = start().await;
     let up = sign_put(&signer, "s/b.txt", b"12345").await;
     let bad_sig = {
         let i = up.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
@@ -144,8 +145,7 @@ async fn real_server_rejects_tampering() {
 /// verified download either way.)
 #[tokio::test]
 async fn real_server_checks_the_signed_checksum() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
+    let (_s3, signer) = start().await;
     let up = sign_put(&signer, "s/d.txt", b"right").await;
     assert_eq!(put(&up.url, &up.headers, b"wrong").await, 400);
     assert_eq!(put(&up.url, &up.headers, b"right").await, 200);
@@ -166,7 +166,7 @@ async fn binary_refuses_bad_settings_and_serves() {
     let out = run(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("S3_ENDPOINT"));
-    let s3 = start_s3().await;
+    let s3 = S3s::start().await;
     let endpoint = s3.endpoint();
     let base = [
         "--s3-endpoint",
@@ -256,7 +256,7 @@ async fn binary_refuses_bad_settings_and_serves() {
 /// through the signer router, `SignerClient` and the real S3 server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_sync_through_real_s3() {
-    let s3 = start_s3().await;
+    let s3 = S3s::start().await;
     let config = RouterConfig {
         tokens: vec![TokenGrant {
             token: Secret::new("tok"),
@@ -331,8 +331,7 @@ mod conformance {
     }
 
     async fn fixture() -> Fixture {
-        let s3 = start_s3().await;
-        let signer = signer(&s3, "bkt");
+        let (s3, signer) = start().await;
         Fixture { _s3: s3, signer }
     }
 
