@@ -13,11 +13,13 @@ use filesync_core::fs::{
 use filesync_core::hash::hash_bytes;
 use filesync_core::schema::FileRecord;
 use filesync_core::testing::fs::{chunked, failing_after, pattern};
-use filesync_core::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
+use filesync_core::types::{ContentHash, FileId, LocalPath, Timestamp};
 
-fn store_id() -> StoreId {
-    StoreId::parse("node_filesync_store").unwrap()
-}
+use common::store_id;
+
+mod common;
+
+const STORE: &str = "node_filesync_store";
 
 fn p(s: &str) -> LocalPath {
     LocalPath::parse(s).unwrap()
@@ -26,7 +28,7 @@ fn p(s: &str) -> LocalPath {
 fn record(id: &str, hash: ContentHash, deleted: bool) -> FileRecord {
     FileRecord {
         id: FileId::parse(id).unwrap(),
-        path: filesync_core::schema::stored_path(&store_id(), &hash),
+        path: filesync_core::schema::stored_path(&store_id(STORE), &hash),
         remote_key: None,
         content_hash: hash,
         metadata_json: None,
@@ -52,7 +54,7 @@ const ROOT: &str = "livestore-filesync-files/node_filesync_store";
 /// FS-1, FS-2, API-3: bytes land at `livestore-filesync-files/<storeId>/<hash>` with the sidecar
 /// `{"type":…,"lastModified":…}`; the hash is computed while writing.
 async fn put_uses_the_original_layout(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let data = pattern(300_000, 11);
     let out = cas
         .put(chunked(data.clone(), 4096), Some("text/plain"))
@@ -86,7 +88,7 @@ async fn put_uses_the_original_layout(fs: Arc<dyn FileSystem>) {
 
 /// WEAK-27, bad input: a body that fails halfway stores nothing and leaves no temporary file.
 async fn failed_put_leaves_nothing(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let err = cas
         .put(failing_after(pattern(70_000, 2)), Some("a/b"))
         .await
@@ -108,7 +110,7 @@ async fn failed_put_leaves_nothing(fs: Arc<dyn FileSystem>) {
 /// WEAK-5: downloaded bytes that do not hash to the expected hash are rejected and never
 /// visible; existing good content is not touched; matching bytes are accepted.
 async fn import_verified_rejects_wrong_bytes(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let good = Bytes::from_static(b"the real content");
     let expected = hash_bytes(&good);
     let err = cas
@@ -151,7 +153,7 @@ async fn import_verified_rejects_wrong_bytes(fs: Arc<dyn FileSystem>) {
 /// WEAK-6: content used by another live file is never released; soft-deleted records do not
 /// count; pinned (not yet committed) content is not released either.
 async fn release_respects_references_and_pins(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let shared = cas.put(bytes_stream(&b"shared"[..]), None).await.unwrap();
     let hash = shared.hash;
     drop(shared.pin);
@@ -199,7 +201,7 @@ async fn release_respects_references_and_pins(fs: Arc<dyn FileSystem>) {
 /// WEAK-8: gc removes unreferenced content, orphan sidecars and crashed temp files; it keeps
 /// referenced and pinned content.
 async fn gc_collects_only_garbage(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let live = cas.put(bytes_stream(&b"live"[..]), None).await.unwrap();
     let orphan = cas.put(bytes_stream(&b"orphan"[..]), None).await.unwrap();
     let pinned = cas
@@ -249,7 +251,7 @@ async fn gc_collects_only_garbage(fs: Arc<dyn FileSystem>) {
 
 /// FS-6: a missing hash is NotFound; a malformed sidecar reads as the default type.
 async fn missing_content_and_bad_sidecar(fs: Arc<dyn FileSystem>) {
-    let cas = ContentStore::new(Arc::clone(&fs), store_id());
+    let cas = ContentStore::new(Arc::clone(&fs), store_id(STORE));
     let err = cas.read(&hash_bytes(b"nope")).await.err().unwrap();
     assert!(err.is_not_found(), "{err:?}");
     let out = cas

@@ -8,15 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use filesync_core::FileSync;
-use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
+use filesync_core::Options;
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, TransferStatus};
-use filesync_core::store::{SqliteStore, Store};
+use filesync_core::store::Store;
 use filesync_core::sync::{MemoryRelay, RelayEvent};
 use filesync_core::testing::remote::FaultyRemote;
-use filesync_core::types::{FileId, StoreId};
-use filesync_core::{Options, RetryPolicy};
+use filesync_core::types::FileId;
+
+use common::engine::{self, Disk, retry_fast};
+use common::{store_id, within};
+
+mod common;
 
 struct Client {
     sync: FileSync,
@@ -25,41 +29,33 @@ struct Client {
     remote: FaultyRemote<MemoryRemote>,
 }
 
-fn store_id() -> StoreId {
-    StoreId::parse("shared_store").unwrap()
-}
+const STORE: &str = "shared_store";
 
 async fn client(remote: &MemoryRemote, relay: &MemoryRelay) -> Client {
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let disk = Disk::scratch().await;
     let relay = relay.handle();
     let remote = FaultyRemote::new(remote.clone());
-    let options = Options {
-        health_check_interval: Duration::from_millis(50),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        ..Options::default()
-    };
-    let sync = FileSync::builder(store_id(), fs, Arc::clone(&store))
+    let sync = disk
+        .builder(STORE)
         .with_remote(Arc::new(remote.clone()))
         .with_relay(Arc::new(relay.clone()))
-        .with_options(options)
+        .with_options(Options {
+            health_check_interval: Duration::from_millis(50),
+            ..retry_fast()
+        })
         .start()
         .await
         .unwrap();
     Client {
         sync,
-        store,
+        store: disk.store,
         relay,
         remote,
     }
 }
 
 async fn content(c: &Client, id: &FileId) -> Option<String> {
-    let f = c.sync.read_file(id).await.ok()?;
-    Some(String::from_utf8(collect_stream(f.body).await.ok()?.to_vec()).unwrap())
+    engine::content(&c.sync, id).await
 }
 
 /// Both stores hold the same event order and rows, both engines have processed every event,
@@ -104,17 +100,13 @@ async fn converged(a: &Client, b: &Client) -> bool {
 }
 
 async fn until_converged(a: &Client, b: &Client, what: &str) {
-    for _ in 0..1000 {
-        if converged(a, b).await {
-            return;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
+    if !within(1000, || converged(a, b)).await {
+        panic!("did not converge: {what}");
     }
-    panic!("did not converge: {what}");
 }
 
 fn text(body: &str) -> FileInput {
-    FileInput::from_bytes("f.txt", "text/plain", body.as_bytes().to_vec())
+    common::text("f.txt", body)
 }
 
 /// Save on A shows on B; update on B shows on A; delete on A removes it on B.
@@ -218,7 +210,7 @@ async fn partitioned_clients_rebase_and_converge() {
         content(&a, &shared.file_id).await.as_deref(),
         Some("B's edit")
     );
-    let log = relay.log(&store_id());
+    let log = relay.log(&store_id(STORE));
     let seqs: Vec<u64> = log.iter().map(|e| e.seq_num).collect();
     assert_eq!(
         seqs,

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use filesync_core::Options;
 use filesync_core::api::FileUrl;
+use filesync_core::api::SaveResult;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{FileSystem, FileSystemExt, MemoryFs, NativeFs, collect_stream};
 use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_type};
@@ -16,29 +18,18 @@ use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, FileMetadata, TransferStatus};
 use filesync_core::store::{MemoryStore, SqliteStore, Store};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
-use filesync_core::types::{FileId, ObjectKey, StoreId};
+use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
-use filesync_core::{Options, RetryPolicy};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
-fn store_id() -> StoreId {
-    StoreId::parse("test_store").unwrap()
-}
+use common::engine::{
+    Disk, collect_events, fast, forward, until_downloaded, until_uploaded, uploaded,
+};
+use common::{eventually, store_id, text};
 
-fn fast() -> Options {
-    Options {
-        health_check_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(100),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
-            max_retries: 5,
-            jitter: 0.2,
-        },
-        transfer_timeout: Duration::from_millis(500),
-        ..Options::default()
-    }
-}
+mod common;
+
+const STORE: &str = "test_store";
 
 type Remote = FaultyRemote<MemoryRemote>;
 
@@ -48,13 +39,16 @@ struct Client {
     store: Arc<dyn Store>,
 }
 
+impl Client {
+    /// Save a text file (see [`text`]).
+    async fn save(&self, name: &str, body: &str) -> SaveResult {
+        self.sync.save_file(text(name, body)).await.unwrap()
+    }
+}
+
 async fn client(remote: Option<&Remote>) -> Client {
-    client_on(
-        Arc::new(MemoryFs::new()),
-        Arc::new(MemoryStore::new()),
-        remote,
-    )
-    .await
+    let Disk { fs, store } = Disk::memory();
+    client_on(fs, store, remote).await
 }
 
 async fn client_on(
@@ -62,73 +56,16 @@ async fn client_on(
     store: Arc<dyn Store>,
     remote: Option<&Remote>,
 ) -> Client {
-    let mut b =
-        FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store)).with_options(fast());
+    let disk = Disk { fs, store };
+    let mut b = disk.builder(STORE).with_options(fast());
     if let Some(r) = remote {
         b = b.with_remote(Arc::new(r.clone()));
     }
     Client {
         sync: b.start().await.unwrap(),
-        fs,
-        store,
+        fs: disk.fs,
+        store: disk.store,
     }
-}
-
-fn text(name: &str, body: &str) -> FileInput {
-    FileInput::from_bytes(name, "text/plain", body.as_bytes().to_vec())
-}
-
-/// Wait (up to 10 s) until `check` holds.
-/// Whether the file's record has a remote key (its upload finished); panics if there is no
-/// record.
-async fn uploaded(store: &(impl Store + ?Sized), id: &FileId) -> bool {
-    store
-        .file(id)
-        .await
-        .unwrap()
-        .expect("the file's record")
-        .remote_key
-        .is_some()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = filesync_core::rt::Instant::now() + Duration::from_secs(10);
-    while filesync_core::rt::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn collect_events(events: impl Stream<Item = SyncEvent>, ms: u64) -> Vec<SyncEvent> {
-    let mut out = Vec::new();
-    let mut events = std::pin::pin!(events);
-    let _ = tokio::time::timeout(Duration::from_millis(ms), async {
-        while let Some(e) = events.next().await {
-            out.push(e);
-        }
-    })
-    .await;
-    out
-}
-
-/// Copy the synced events of `from` after `after` into `to`, as the relay will. Returns the
-/// new position.
-async fn forward(from: &Arc<dyn Store>, to: &Arc<dyn Store>, after: EventSeq) -> EventSeq {
-    let events = from.events_after(after, 1000).await.unwrap();
-    let last = events.last().map_or(after, |e| e.seq);
-    if !events.is_empty() {
-        to.commit(events.into_iter().map(|e| e.event).collect())
-            .await
-            .unwrap();
-    }
-    last
 }
 
 async fn state(c: &Client, id: &FileId) -> (TransferStatus, TransferStatus) {
@@ -140,7 +77,7 @@ async fn state(c: &Client, id: &FileId) -> (TransferStatus, TransferStatus) {
 #[tokio::test]
 async fn cfg_4_local_only_save_read_update_delete() {
     let c = client(None).await;
-    let saved = c.sync.save_file(text("a.txt", "hello")).await.unwrap();
+    let saved = c.save("a.txt", "hello").await;
     assert_eq!(
         saved.content_hash,
         filesync_core::hash::hash_bytes(b"hello")
@@ -211,12 +148,9 @@ async fn eng_13_save_uploads_and_publishes_key() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
-    let saved = c.sync.save_file(text("a.txt", "upload me")).await.unwrap();
-    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
-    eventually("the upload", || async {
-        uploaded(&*c.store, &saved.file_id).await
-    })
-    .await;
+    let saved = c.save("a.txt", "upload me").await;
+    let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
+    until_uploaded("the upload", &*c.store, &saved.file_id).await;
     c.sync.await_idle().await;
     let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
     assert_eq!(rec.remote_key, Some(key.clone()));
@@ -260,24 +194,10 @@ async fn eng_12_second_client_downloads() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
     let b = client(Some(&remote)).await;
-    let saved = a
-        .sync
-        .save_file(text("a.txt", "shared bytes"))
-        .await
-        .unwrap();
-    eventually("upload on A", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
-    eventually("download on B", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
-    })
-    .await;
+    let saved = a.save("a.txt", "shared bytes").await;
+    until_uploaded("upload on A", &*a.store, &saved.file_id).await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
+    until_downloaded("download on B", &*b.store, &saved.file_id).await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(content.content_hash, saved.content_hash);
     assert_eq!(collect_stream(content.body).await.unwrap(), "shared bytes");
@@ -299,36 +219,22 @@ async fn eng_12_second_client_downloads() {
 async fn weak_5_corrupt_download_is_retried_never_stored() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
-    let saved = a
-        .sync
-        .save_file(text("a.txt", "genuine content"))
-        .await
-        .unwrap();
-    eventually("upload", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
+    let saved = a.save("a.txt", "genuine content").await;
+    until_uploaded("upload", &*a.store, &saved.file_id).await;
     remote.push_fault(Fault::Corrupt);
     remote.push_fault(Fault::CutAt(3));
     remote.push_fault(Fault::Hang); // half the body, then nothing: the timeout ends it
     let b = client(Some(&remote)).await;
     let events = b.sync.events();
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
-    eventually("verified download", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
-    })
-    .await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
+    until_downloaded("verified download", &*b.store, &saved.file_id).await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(
         collect_stream(content.body).await.unwrap(),
         "genuine content"
     );
     let listed =
-        b.fs.list_files_recursive(&filesync_core::schema::store_root(&store_id()))
+        b.fs.list_files_recursive(&filesync_core::schema::store_root(&store_id(STORE)))
             .await
             .unwrap();
     let names: Vec<String> = listed.iter().map(|p| p.file_name().to_owned()).collect();
@@ -360,11 +266,8 @@ async fn weak_14_hung_upload_times_out_then_completes() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("h", "after a hang")).await.unwrap();
-    eventually("upload after timeout", || async {
-        uploaded(&*c.store, &saved.file_id).await
-    })
-    .await;
+    let saved = c.save("h", "after a hang").await;
+    until_uploaded("upload after timeout", &*c.store, &saved.file_id).await;
     assert!(remote.calls("upload") >= 2);
     c.sync.shutdown().await;
 }
@@ -377,7 +280,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
     let c = client(Some(&remote)).await;
     let events = c.sync.events();
     remote.set_offline(true);
-    let saved = c.sync.save_file(text("o", "made offline")).await.unwrap();
+    let saved = c.save("o", "made offline").await;
     eventually("offline", || async { !c.sync.is_online() }).await;
     remote.set_offline(false);
     eventually("online and uploaded", || async {
@@ -399,8 +302,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
 #[tokio::test]
 async fn weak_11_restart_finishes_stuck_rows() {
     let remote = FaultyRemote::new(MemoryRemote::new());
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let Disk { fs, store } = Disk::scratch().await;
     // First run: offline the whole time, so every upload fails into "error" and stays there.
     remote.set_offline(true);
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
@@ -463,14 +365,14 @@ async fn weak_11_restart_finishes_stuck_rows() {
 async fn weak_6_shared_content_survives_one_delete() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
-    let one = c.sync.save_file(text("1", "same")).await.unwrap();
-    let two = c.sync.save_file(text("2", "same")).await.unwrap();
+    let one = c.save("1", "same").await;
+    let two = c.save("2", "same").await;
     assert_eq!(one.path, two.path);
     eventually("both uploaded", || async {
         uploaded(&*c.store, &one.file_id).await && uploaded(&*c.store, &two.file_id).await
     })
     .await;
-    let key = ObjectKey::for_content(&store_id(), &one.content_hash);
+    let key = ObjectKey::for_content(&store_id(STORE), &one.content_hash);
     c.sync.delete_file(&one.file_id).await.unwrap();
     assert!(
         c.fs.exists(&two.path).await.unwrap(),
@@ -492,7 +394,7 @@ async fn tst_3_delete_during_upload_leaves_remote_empty() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang); // first attempt hangs until the timeout
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("d", "short-lived")).await.unwrap();
+    let saved = c.save("d", "short-lived").await;
     eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
     c.sync.delete_file(&saved.file_id).await.unwrap();
     c.sync.await_idle().await;
@@ -507,14 +409,14 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.push_fault(Fault::Hang);
     let c = client(Some(&remote)).await;
-    let saved = c.sync.save_file(text("u", "version one")).await.unwrap();
+    let saved = c.save("u", "version one").await;
     eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
     let updated = c
         .sync
         .update_file(&saved.file_id, text("u", "version two"))
         .await
         .unwrap();
-    let new_key = ObjectKey::for_content(&store_id(), &updated.content_hash);
+    let new_key = ObjectKey::for_content(&store_id(STORE), &updated.content_hash);
     eventually("new content published", || async {
         c.store
             .file(&saved.file_id)
@@ -538,17 +440,14 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
 async fn eng_9_bootstrap_sets_cursor_to_head() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a = client(Some(&remote)).await;
-    let s1 = a.sync.save_file(text("1", "one")).await.unwrap();
-    a.sync.save_file(text("2", "two")).await.unwrap();
-    eventually("uploads", || async {
-        uploaded(&*a.store, &s1.file_id).await
-    })
-    .await;
+    let s1 = a.save("1", "one").await;
+    a.save("2", "two").await;
+    until_uploaded("uploads", &*a.store, &s1.file_id).await;
     a.sync.await_idle().await;
     // A fresh client whose store already holds the log (e.g. restored): bootstrap enqueues
     // downloads for both and sets the cursor to the head.
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    forward(&a.store, &store, EventSeq::ROOT).await;
+    forward(&*a.store, &*store, EventSeq::ROOT).await;
     let head = store.head().await.unwrap();
     let b = client_on(Arc::new(MemoryFs::new()), Arc::clone(&store), Some(&remote)).await;
     assert_eq!(store.cursor().await.unwrap().last_event_sequence, head);
@@ -601,9 +500,10 @@ async fn pre_preprocessors_apply_with_precedence() {
     assert!(match_mime_type("image/*", " IMAGE/PNG "));
     assert!(match_mime_type("*/*", "x"));
     assert!(!match_mime_type("image/png", "image/jpeg"));
-    let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let sync = FileSync::builder(store_id(), Arc::clone(&fs), Arc::clone(&store))
+    let disk = Disk::memory();
+    let store = Arc::clone(&disk.store);
+    let sync = disk
+        .builder(STORE)
         .with_preprocessor("text/*", Arc::new(Upper))
         .with_preprocessor("*", Arc::new(Broken))
         .with_preprocessor("text/plain", Arc::new(Upper))
@@ -734,7 +634,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open(path.join("store.sqlite")).await.unwrap());
             let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::new(&path));
-            let sync = FileSync::builder(store_id(), fs, Arc::clone(&store))
+            let sync = FileSync::builder(store_id(STORE), fs, Arc::clone(&store))
                 .with_remote(Arc::new(remote))
                 .with_options(fast())
                 .with_leadership(leader)
@@ -758,9 +658,11 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .save_file(text("b1", "saved by the follower"))
         .await
         .unwrap();
-    eventually("leader uploads the follower's file", || async {
-        uploaded(&*store, &first.file_id).await
-    })
+    until_uploaded(
+        "leader uploads the follower's file",
+        &*store,
+        &first.file_id,
+    )
     .await;
     assert_eq!(remote.calls("upload"), 1, "exactly one engine uploaded");
     // WEAK-13: a follower's retry_errors is carried out by the leader (the follower only
@@ -798,9 +700,11 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         b.retry_errors().await.unwrap(),
         vec![failing.file_id.clone()]
     );
-    eventually("the leader uploads the follower's retry", || async {
-        uploaded(&*store, &failing.file_id).await
-    })
+    until_uploaded(
+        "the leader uploads the follower's retry",
+        &*store,
+        &failing.file_id,
+    )
     .await;
     assert!(!b.is_leader(), "B stayed a follower throughout");
     let uploads_so_far = remote.calls("upload");
@@ -809,10 +713,7 @@ async fn eng_16_file_lock_elects_one_leader_and_fails_over() {
         .save_file(text("b2", "saved after failover"))
         .await
         .unwrap();
-    eventually("B took over and uploads", || async {
-        uploaded(&*store, &second.file_id).await
-    })
-    .await;
+    until_uploaded("B took over and uploads", &*store, &second.file_id).await;
     assert_eq!(remote.calls("upload"), uploads_so_far + 1);
     assert!(b.is_leader());
     b.shutdown().await;
@@ -832,17 +733,10 @@ async fn local_faults_are_retried() {
     )
     .await;
     fs_a.cut_reads_at(Some(4));
-    let saved = a
-        .sync
-        .save_file(text("a", "read me in pieces"))
-        .await
-        .unwrap();
+    let saved = a.save("a", "read me in pieces").await;
     eventually("upload attempted", || async { remote.calls("upload") >= 1 }).await;
     fs_a.cut_reads_at(None);
-    eventually("upload after the read fault", || async {
-        uploaded(&*a.store, &saved.file_id).await
-    })
-    .await;
+    until_uploaded("upload after the read fault", &*a.store, &saved.file_id).await;
 
     let fs_b = FaultyFs::new(MemoryFs::new());
     fs_b.fail_next_writes(2);
@@ -852,15 +746,8 @@ async fn local_faults_are_retried() {
         Some(&remote),
     )
     .await;
-    forward(&a.store, &b.store, EventSeq::ROOT).await;
-    eventually("download after write faults", || async {
-        b.store
-            .local_state(&saved.file_id)
-            .await
-            .unwrap()
-            .is_some_and(|s| s.download_status == TransferStatus::Done)
-    })
-    .await;
+    forward(&*a.store, &*b.store, EventSeq::ROOT).await;
+    until_downloaded("download after write faults", &*b.store, &saved.file_id).await;
     assert!(fs_b.writes() >= 3);
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
     assert_eq!(
@@ -876,19 +763,11 @@ async fn local_faults_are_retried() {
 #[tokio::test]
 async fn weak_7_remote_delete_survives_outage_and_restart() {
     let remote = FaultyRemote::new(MemoryRemote::new());
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let Disk { fs, store } = Disk::scratch().await;
     let first = client_on(Arc::clone(&fs), Arc::clone(&store), Some(&remote)).await;
-    let saved = first
-        .sync
-        .save_file(text("x", "to be deleted"))
-        .await
-        .unwrap();
-    eventually("uploaded", || async {
-        uploaded(&*store, &saved.file_id).await
-    })
-    .await;
-    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    let saved = first.save("x", "to be deleted").await;
+    until_uploaded("uploaded", &*store, &saved.file_id).await;
+    let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     remote.set_offline(true);
     first.sync.delete_file(&saved.file_id).await.unwrap();
     assert!(
@@ -950,8 +829,10 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
         revoke: std::sync::Mutex::new(Some(rx)),
         ..Revocable::default()
     });
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), Arc::clone(&store))
+    let disk = Disk::memory();
+    let store = Arc::clone(&disk.store);
+    let sync = disk
+        .builder(STORE)
         .with_remote(Arc::new(remote.clone()))
         .with_options(Options {
             transfer_timeout: Duration::from_secs(60),
@@ -987,9 +868,11 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
     filesync_core::rt::sleep(Duration::from_millis(200)).await;
     assert_eq!(remote.calls("upload"), 1, "a follower does not transfer");
     leadership.regrant.notify_one();
-    eventually("uploaded after regaining leadership", || async {
-        uploaded(&*store, &saved.file_id).await
-    })
+    until_uploaded(
+        "uploaded after regaining leadership",
+        &*store,
+        &saved.file_id,
+    )
     .await;
     sync.shutdown().await;
 }

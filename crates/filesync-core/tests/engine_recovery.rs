@@ -11,18 +11,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use filesync_core::events::{HeartbeatReason, RecoveryFrom, SyncEvent};
 use filesync_core::fs::{FileSystem, MemoryFs};
-use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{
     Event, EventSeq, FileRecord, FileSyncCursor, LocalFileState, TransferStatus,
 };
 use filesync_core::store::{MemoryStore, Store, StoredEvent};
 use filesync_core::testing::remote::{Fault, FaultyRemote};
-use filesync_core::types::{FileId, ObjectKey, StoreId};
+use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync, Result};
 use filesync_core::{Options, RetryPolicy};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
+
+use common::engine::{forward, until, until_uploaded};
+use common::{eventually, store_id, text};
+
+mod common;
 
 #[derive(Debug, Default)]
 struct Flaky {
@@ -97,9 +101,7 @@ impl Store for Flaky {
     }
 }
 
-fn store_id() -> StoreId {
-    StoreId::parse("s").unwrap()
-}
+const STORE: &str = "s";
 
 fn options() -> Options {
     Options {
@@ -117,32 +119,27 @@ fn options() -> Options {
     }
 }
 
-async fn until(
-    events: &mut (impl Stream<Item = SyncEvent> + Unpin),
-    what: &str,
-    pred: impl Fn(&SyncEvent) -> bool,
-) -> Vec<SyncEvent> {
-    let mut seen = Vec::new();
-    let found = filesync_core::rt::timeout(Duration::from_secs(10), async {
-        while let Some(e) = events.next().await {
-            let hit = pred(&e);
-            seen.push(e);
-            if hit {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(
-        found.is_ok(),
-        "no {what}; saw {:?}",
-        seen.iter().map(SyncEvent::kind).collect::<Vec<_>>()
-    );
-    seen
+/// An engine on a `MemoryFs` and `store`, with `options`.
+async fn start(store: &Arc<Flaky>, options: Options) -> FileSync {
+    FileSync::builder(store_id(STORE), Arc::new(MemoryFs::new()), store.clone())
+        .with_options(options)
+        .start()
+        .await
+        .unwrap()
 }
 
-fn text(s: &str) -> FileInput {
-    FileInput::from_bytes("t", "text/plain", s.as_bytes().to_vec())
+/// The events `events` delivers within `ms` milliseconds, as collected by a timeout that
+/// keeps what it collected only if the stream ended first.
+async fn drained(events: &mut (impl Stream<Item = SyncEvent> + Unpin), ms: u64) -> Vec<SyncEvent> {
+    filesync_core::rt::timeout(Duration::from_millis(ms), async {
+        let mut v = Vec::new();
+        while let Some(e) = events.next().await {
+            v.push(e);
+        }
+        v
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// NET-6, EVT-3, EVT-4: a failing stream emits `sync:stream-error` with attempts counting
@@ -150,14 +147,10 @@ fn text(s: &str) -> FileInput {
 #[tokio::test]
 async fn net_6_stream_errors_then_recovers() {
     let store = Arc::new(Flaky::default());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
-        .with_options(options())
-        .start()
-        .await
-        .unwrap();
+    let sync = start(&store, options()).await;
     let mut events = Box::pin(sync.events());
     store.failing_reads.store(2, Ordering::Release);
-    sync.save_file(text("a")).await.unwrap();
+    sync.save_file(text("t", "a")).await.unwrap();
     let seen = until(&mut events, "recovery", |e| {
         *e == SyncEvent::Recovery {
             from: RecoveryFrom::StreamError,
@@ -180,14 +173,10 @@ async fn net_6_stream_errors_then_recovers() {
 #[tokio::test]
 async fn net_7_heartbeat_restarts_an_exhausted_stream() {
     let store = Arc::new(Flaky::default());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
-        .with_options(options())
-        .start()
-        .await
-        .unwrap();
+    let sync = start(&store, options()).await;
     let mut events = Box::pin(sync.events());
     store.failing_reads.store(5, Ordering::Release);
-    let saved = sync.save_file(text("b")).await.unwrap();
+    let saved = sync.save_file(text("t", "b")).await.unwrap();
     until(&mut events, "exhaustion", |e| {
         matches!(e, SyncEvent::StreamExhausted { attempts: 5, .. })
     })
@@ -215,34 +204,22 @@ async fn net_7_heartbeat_restarts_an_exhausted_stream() {
 #[tokio::test]
 async fn net_7_stall_detected_without_false_positive() {
     let store = Arc::new(Flaky::default());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
-        .with_options(options())
-        .start()
-        .await
-        .unwrap();
+    let sync = start(&store, options()).await;
     let mut events = Box::pin(sync.events());
-    sync.save_file(text("first")).await.unwrap();
+    sync.save_file(text("t", "first")).await.unwrap();
     until(&mut events, "first batch", |e| {
         *e == SyncEvent::SyncComplete
     })
     .await;
     // Idle for several heartbeats: no recovery of any kind.
-    let idle: Vec<SyncEvent> = filesync_core::rt::timeout(Duration::from_millis(400), async {
-        let mut v = Vec::new();
-        while let Some(e) = events.next().await {
-            v.push(e);
-        }
-        v
-    })
-    .await
-    .unwrap_or_default();
+    let idle: Vec<SyncEvent> = drained(&mut events, 400).await;
     assert!(
         idle.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
         "{idle:?}"
     );
     let mut events = Box::pin(sync.events());
     store.blind.store(true, Ordering::Release);
-    sync.save_file(text("second")).await.unwrap();
+    sync.save_file(text("t", "second")).await.unwrap();
     until(&mut events, "stall", |e| {
         *e == SyncEvent::HeartbeatRecovery {
             reason: HeartbeatReason::StreamStalled,
@@ -261,30 +238,22 @@ async fn net_7_stall_detected_without_false_positive() {
 #[tokio::test]
 async fn net_7_zero_interval_disables_heartbeat() {
     let store = Arc::new(Flaky::default());
-    let sync = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), store.clone())
-        .with_options(Options {
+    let sync = start(
+        &store,
+        Options {
             heartbeat_interval: Duration::ZERO,
             ..options()
-        })
-        .start()
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let mut events = Box::pin(sync.events());
     store.failing_reads.store(5, Ordering::Release);
-    sync.save_file(text("c")).await.unwrap();
+    sync.save_file(text("t", "c")).await.unwrap();
     until(&mut events, "exhaustion", |e| {
         e.kind() == "sync:stream-exhausted"
     })
     .await;
-    let after: Vec<SyncEvent> = filesync_core::rt::timeout(Duration::from_millis(300), async {
-        let mut v = Vec::new();
-        while let Some(e) = events.next().await {
-            v.push(e);
-        }
-        v
-    })
-    .await
-    .unwrap_or_default();
+    let after: Vec<SyncEvent> = drained(&mut events, 300).await;
     assert!(
         after.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
         "{after:?}"
@@ -297,27 +266,23 @@ async fn net_7_zero_interval_disables_heartbeat() {
 async fn eng_9_bootstrap_is_one_commit() {
     let source = MemoryStore::new();
     let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
-    let writer = FileSync::builder(store_id(), Arc::clone(&fs), Arc::new(source.clone()))
+    let writer = FileSync::builder(store_id(STORE), Arc::clone(&fs), Arc::new(source.clone()))
         .start()
         .await
         .unwrap();
     for n in 0..3 {
-        writer.save_file(text(&format!("file {n}"))).await.unwrap();
+        writer
+            .save_file(text("t", &format!("file {n}")))
+            .await
+            .unwrap();
     }
     writer.shutdown().await;
     // A second store with the same log but no state rows: bootstrap applies.
     let store = Arc::new(Flaky::default());
-    let log: Vec<Event> = source
-        .events_after(EventSeq::ROOT, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
-    store.inner.commit(log).await.unwrap();
+    forward(&source, &store.inner, EventSeq::ROOT).await;
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.set_offline(true); // keep the uploads from changing rows meanwhile
-    let sync = FileSync::builder(store_id(), fs, store.clone())
+    let sync = FileSync::builder(store_id(STORE), fs, store.clone())
         .with_remote(Arc::new(remote))
         .with_options(options())
         .start()
@@ -367,14 +332,14 @@ async fn api_13_retry_errors_and_eng_18_restart_recovery() {
     }
     let fs: Arc<dyn FileSystem> = Arc::new(MemoryFs::new());
     let store = Arc::new(MemoryStore::new());
-    let sync = FileSync::builder(store_id(), Arc::clone(&fs), store.clone())
+    let sync = FileSync::builder(store_id(STORE), Arc::clone(&fs), store.clone())
         .with_remote(Arc::new(remote.clone()))
         .with_options(options())
         .start()
         .await
         .unwrap();
     let mut events = Box::pin(sync.events());
-    let saved = sync.save_file(text("flaky")).await.unwrap();
+    let saved = sync.save_file(text("t", "flaky")).await.unwrap();
     until(&mut events, "exhausted", |e| {
         e.kind() == "transfer:exhausted"
     })
@@ -392,7 +357,7 @@ async fn api_13_retry_errors_and_eng_18_restart_recovery() {
     remote.push_fault(Fault::Fail);
     remote.push_fault(Fault::Fail);
     remote.push_fault(Fault::Fail);
-    let builder = FileSync::builder(store_id(), Arc::clone(&fs), store.clone())
+    let builder = FileSync::builder(store_id(STORE), Arc::clone(&fs), store.clone())
         .with_remote(Arc::new(remote.clone()))
         .with_options(options());
     let mut early = Box::pin(builder.events());
@@ -432,27 +397,18 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
     use filesync_core::api::FileUrl;
     let remote = FaultyRemote::new(MemoryRemote::new());
     let a_store = Arc::new(MemoryStore::new());
-    let a = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), a_store.clone())
+    let a = FileSync::builder(store_id(STORE), Arc::new(MemoryFs::new()), a_store.clone())
         .with_remote(Arc::new(remote.clone()))
         .with_options(options())
         .start()
         .await
         .unwrap();
-    let saved = a.save_file(text("remote first")).await.unwrap();
+    let saved = a.save_file(text("t", "remote first")).await.unwrap();
     a.await_idle().await;
-    while a_store
-        .file(&saved.file_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .remote_key
-        .is_none()
-    {
-        filesync_core::rt::sleep(Duration::from_millis(5)).await;
-    }
+    until_uploaded("the upload", &*a_store, &saved.file_id).await;
     let b_store = Arc::new(MemoryStore::new());
     remote.push_fault(Fault::Hang);
-    let b = FileSync::builder(store_id(), Arc::new(MemoryFs::new()), b_store.clone())
+    let b = FileSync::builder(store_id(STORE), Arc::new(MemoryFs::new()), b_store.clone())
         .with_remote(Arc::new(remote.clone()))
         .with_options(Options {
             transfer_timeout: Duration::from_millis(300),
@@ -461,16 +417,9 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
         .start()
         .await
         .unwrap();
-    let log: Vec<Event> = a_store
-        .events_after(EventSeq::ROOT, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
-    b_store.commit(log).await.unwrap();
+    forward(&*a_store, &*b_store, EventSeq::ROOT).await;
     let url = b.resolve_file_url(&saved.file_id).await.unwrap();
-    let key = ObjectKey::for_content(&store_id(), &saved.content_hash);
+    let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     assert_eq!(
         url,
         Some(FileUrl::Remote(format!("https://test-storage.local/{key}")))
@@ -485,12 +434,13 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
         "the signed URL was reused"
     );
     b.await_idle().await;
-    while !matches!(
-        b.resolve_file_url(&saved.file_id).await.unwrap(),
-        Some(FileUrl::Local(_))
-    ) {
-        filesync_core::rt::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("a local copy", || async {
+        matches!(
+            b.resolve_file_url(&saved.file_id).await.unwrap(),
+            Some(FileUrl::Local(_))
+        )
+    })
+    .await;
     assert_eq!(
         b.resolve_file_url(&FileId::parse("nope").unwrap())
             .await

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 mod memory {
     use filesync_core::server::MemoryEventLog;
     filesync_core::event_log_conformance!(
@@ -16,6 +18,8 @@ mod sqlite {
     use filesync_core::server::{EventLog, SqliteEventLog};
     use filesync_core::testing::event_log::{DurableEventLogFixture, EventLogFixture};
 
+    use crate::common::relay::open_log;
+
     /// A log in a fresh temporary directory, removed when dropped.
     struct Scratch {
         dir: tempfile::TempDir,
@@ -25,9 +29,7 @@ mod sqlite {
     impl Scratch {
         async fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let log = SqliteEventLog::open(dir.path().join("relay.sqlite"))
-                .await
-                .unwrap();
+            let log = open_log(dir.path()).await;
             Self { dir, log }
         }
     }
@@ -41,9 +43,7 @@ mod sqlite {
     #[async_trait]
     impl DurableEventLogFixture for Scratch {
         async fn reopen(&mut self) {
-            self.log = SqliteEventLog::open(self.dir.path().join("relay.sqlite"))
-                .await
-                .unwrap();
+            self.log = open_log(self.dir.path()).await;
         }
     }
 

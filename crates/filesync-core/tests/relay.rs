@@ -11,66 +11,25 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use filesync_core::FileSync;
 use filesync_core::contract::RelayEvent;
-use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
-use filesync_core::preprocess::FileInput;
+use filesync_core::fs::{FileSystem, collect_stream};
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{Event, EventSeq, FileDeleted, LocalFileStateClear, TransferStatus};
-use filesync_core::server::{
-    EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, SqliteEventLog,
-    TokenGrant, UploadSpec, router_with_relay, serve,
-};
-use filesync_core::store::{SqliteStore, Store};
+use filesync_core::server::{EventLog, RouterConfig, SHUTDOWN_GRACE, SqliteEventLog, relay_router};
+use filesync_core::store::Store;
 use filesync_core::sync::HttpRelay;
-use filesync_core::types::{FileId, ObjectKey, StoreId, Timestamp};
+use filesync_core::types::{FileId, StoreId, Timestamp};
 use filesync_core::{Error, Result};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 
-struct NoSigner;
+use common::engine::{Disk, retry_fast};
+use common::http::{self, Served, dead_addr, grants, post, send, serve_on};
+use common::relay::{open_log, scratch_log};
+use common::{store_id, text, within};
 
-#[async_trait]
-impl ObjectSigner for NoSigner {
-    async fn sign_upload(
-        &self,
-        _: &UploadSpec,
-        _: Duration,
-        _: Timestamp,
-    ) -> Result<SignedRequest> {
-        Err(Error::Unsupported { what: "signing" })
-    }
-    async fn sign_download(
-        &self,
-        _: &ObjectKey,
-        _: Duration,
-        _: Timestamp,
-    ) -> Result<SignedRequest> {
-        Err(Error::Unsupported { what: "signing" })
-    }
-    async fn delete(&self, _: &ObjectKey) -> Result<()> {
-        Ok(())
-    }
-    async fn health(&self) -> HealthReport {
-        HealthReport {
-            ok: true,
-            details: Default::default(),
-        }
-    }
-}
+mod common;
 
 fn config() -> RouterConfig {
-    RouterConfig {
-        tokens: vec![
-            TokenGrant {
-                token: Secret::new("store-a-token"),
-                prefixes: vec!["store-a/".into()],
-            },
-            TokenGrant {
-                token: Secret::new("admin-token"),
-                prefixes: vec![],
-            },
-        ],
-        ..RouterConfig::default()
-    }
+    grants(&[("store-a-token", &["store-a/"]), ("admin-token", &[])])
 }
 
 fn deleted(id: &str, seq: u64, client: &str) -> RelayEvent {
@@ -86,60 +45,39 @@ fn deleted(id: &str, seq: u64, client: &str) -> RelayEvent {
     }
 }
 
-/// Serve the relay router on an ephemeral loopback port: its base URL and the server task.
-async fn serve_relay(log: &Arc<SqliteEventLog>) -> (String, filesync_core::rt::Task) {
-    let app = router_with_relay(
-        Arc::new(NoSigner),
-        config(),
-        Some(log.clone() as Arc<dyn EventLog>),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = filesync_core::rt::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (format!("http://{addr}"), task)
+/// Serve the relay on `log` on a loopback port (`0`: a free one).
+async fn serve_relay_on(log: &Arc<SqliteEventLog>, port: u16) -> Served {
+    let app = relay_router(log.clone() as Arc<dyn EventLog>, config());
+    serve_on(port, app, SHUTDOWN_GRACE).await
+}
+
+/// Serve the relay on `log` on a free loopback port.
+async fn serve_relay(log: &Arc<SqliteEventLog>) -> Served {
+    serve_relay_on(log, 0).await
 }
 
 /// Send `req` over real HTTP to a relay server on loopback: the status and the body.
 async fn call(log: &Arc<SqliteEventLog>, req: Request<Body>) -> (StatusCode, String) {
-    let (base, server) = serve_relay(log).await;
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    let resp = reqwest::Client::new()
-        .request(parts.method, format!("{base}{}", parts.uri))
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    server.abort();
-    (status, text)
+    let server = serve_relay(log).await;
+    send(&server.base(), req).await
 }
 
 fn push(store: &str, token: Option<&str>, body: String) -> Request<Body> {
-    let mut b = Request::post(format!("/api/v1/stores/{store}/push"))
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(Body::from(body)).unwrap()
+    post(&format!("/api/v1/stores/{store}/push"), token, body)
+}
+
+/// Push `events` to `store` (through a fresh server on `log`) with `token`.
+async fn push_events(
+    log: &Arc<SqliteEventLog>,
+    store: &str,
+    token: Option<&str>,
+    events: &[RelayEvent],
+) -> (StatusCode, String) {
+    call(log, push(store, token, batch(events))).await
 }
 
 fn batch(events: &[RelayEvent]) -> String {
     serde_json::json!({ "batch": events }).to_string()
-}
-
-async fn scratch_log() -> (tempfile::TempDir, Arc<SqliteEventLog>) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        SqliteEventLog::open(dir.path().join("relay.sqlite"))
-            .await
-            .unwrap(),
-    );
-    (dir, log)
 }
 
 /// Push: 200 `{head}`; a repeated batch is acknowledged, not duplicated; 409 ServerAhead when
@@ -147,24 +85,22 @@ async fn scratch_log() -> (tempfile::TempDir, Arc<SqliteEventLog>) {
 #[tokio::test]
 async fn push_protocol() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let first = [deleted("f1", 1, "c1"), deleted("f2", 2, "c1")];
-    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &first).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"head":2}"#));
-    let (s, b) = call(&log, push("store-a", Some("store-a-token"), batch(&first))).await;
+    let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &first).await;
     assert_eq!(
         (s, b.as_str()),
         (StatusCode::OK, r#"{"head":2}"#),
         "a repeated push is acknowledged"
     );
     assert_eq!(log.head(&store).await.unwrap(), 2);
-    let (s, b) = call(
+    let (s, b) = push_events(
         &log,
-        push(
-            "store-a",
-            Some("store-a-token"),
-            batch(&[deleted("other", 1, "c2")]),
-        ),
+        "store-a",
+        Some("store-a-token"),
+        &[deleted("other", 1, "c2")],
     )
     .await;
     assert_eq!(
@@ -192,17 +128,15 @@ async fn push_protocol() {
         assert!(b.contains(needle), "{b} lacks {needle}");
     }
     assert_eq!(log.head(&store).await.unwrap(), 2, "nothing was stored");
-    let (s, _) = call(
+    let (s, _) = push_events(
         &log,
-        push(
-            "store-b",
-            Some("store-a-token"),
-            batch(&[deleted("f", 1, "c")]),
-        ),
+        "store-b",
+        Some("store-a-token"),
+        &[deleted("f", 1, "c")],
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = call(&log, push("store-a", None, batch(&[deleted("f", 3, "c")]))).await;
+    let (s, _) = push_events(&log, "store-a", None, &[deleted("f", 3, "c")]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -210,15 +144,15 @@ async fn push_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_and_long_poll() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();
     let get = |q: &str| {
-        Request::get(format!("/api/v1/stores/store-a/pull?{q}"))
-            .header("authorization", "Bearer store-a-token")
-            .body(Body::empty())
-            .unwrap()
+        http::get(
+            &format!("/api/v1/stores/store-a/pull?{q}"),
+            Some("store-a-token"),
+        )
     };
     let (s, b) = call(&log, get("after=1")).await;
     assert_eq!(s, StatusCode::OK);
@@ -290,11 +224,7 @@ async fn pull_and_long_poll() {
             StatusCode::BAD_REQUEST,
         ),
     ] {
-        let mut r = Request::get(path);
-        if let Some(t) = token {
-            r = r.header("authorization", format!("Bearer {t}"));
-        }
-        let (s, b) = call(&log, r.body(Body::empty()).unwrap()).await;
+        let (s, b) = call(&log, http::get(path, token)).await;
         assert_eq!(s, want, "{path} {token:?}: {b}");
     }
 }
@@ -303,18 +233,14 @@ async fn pull_and_long_poll() {
 #[tokio::test]
 async fn sqlite_event_log_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreId::parse("s").unwrap();
+    let store = store_id("s");
     {
-        let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
             .await
             .unwrap();
     }
-    let log = SqliteEventLog::open(dir.path().join("r.sqlite"))
-        .await
-        .unwrap();
+    let log = open_log(dir.path()).await;
     assert_eq!(log.head(&store).await.unwrap(), 2);
     assert_eq!(
         log.read(&store, 0, 10).await.unwrap(),
@@ -385,18 +311,12 @@ async fn dump(clients: &[(FileSync, Arc<dyn Store>)], log: &Arc<SqliteEventLog>)
     }
     eprintln!(
         "relay head {}",
-        log.head(&StoreId::parse("store-a").unwrap()).await.unwrap()
+        log.head(&store_id("store-a")).await.unwrap()
     );
 }
 
 async fn wait_converged(clients: &[(FileSync, Arc<dyn Store>)]) -> bool {
-    for _ in 0..1500 {
-        if converged(clients).await {
-            return true;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
-    false
+    within(1500, || converged(clients)).await
 }
 
 /// Three engines, each with its own directory and SQLite store, save concurrently through
@@ -405,16 +325,8 @@ async fn wait_converged(clients: &[(FileSync, Arc<dyn Store>)]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_engines_converge_over_http() {
     let (_dir, log) = scratch_log().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router_with_relay(
-        Arc::new(NoSigner),
-        config(),
-        Some(log.clone() as Arc<dyn EventLog>),
-    );
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+    let server = serve_relay(&log).await;
+    let addr = server.addr;
     let remote = MemoryRemote::new();
     let relay_at = |addr: std::net::SocketAddr| {
         HttpRelay::new(format!("http://{addr}/api"), Some("store-a-token".into())).unwrap()
@@ -422,7 +334,8 @@ async fn three_engines_converge_over_http() {
     let start = |fs: Arc<dyn FileSystem>, store: Arc<dyn Store>, relay: HttpRelay| {
         let remote = remote.clone();
         async move {
-            FileSync::builder(StoreId::parse("store-a").unwrap(), fs, store)
+            Disk { fs, store }
+                .builder("store-a")
                 .with_remote(Arc::new(remote))
                 .with_relay(Arc::new(relay))
                 .start()
@@ -433,8 +346,7 @@ async fn three_engines_converge_over_http() {
     let mut clients = Vec::new();
     let mut disks = Vec::new();
     for _ in 0..3 {
-        let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+        let Disk { fs, store } = Disk::scratch().await;
         let sync = start(Arc::clone(&fs), Arc::clone(&store), relay_at(addr)).await;
         clients.push((sync, store));
         disks.push(fs);
@@ -443,14 +355,10 @@ async fn three_engines_converge_over_http() {
         let mut ids = Vec::new();
         for k in 0..4 {
             ids.push(
-                sync.save_file(FileInput::from_bytes(
-                    "f",
-                    "text/plain",
-                    format!("client {n} file {k}"),
-                ))
-                .await
-                .unwrap()
-                .file_id,
+                sync.save_file(text("f", &format!("client {n} file {k}")))
+                    .await
+                    .unwrap()
+                    .file_id,
             );
         }
         ids
@@ -468,23 +376,16 @@ async fn three_engines_converge_over_http() {
     // and delete. Back online, it catches up and its offline save is ordered after theirs.
     let (offline, store2) = clients.pop().unwrap();
     offline.shutdown().await;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_addr().await;
     let offline = start(Arc::clone(&disks[2]), Arc::clone(&store2), relay_at(dead)).await;
     let offline_id = offline
-        .save_file(FileInput::from_bytes("f", "text/plain", "saved offline"))
+        .save_file(text("f", "saved offline"))
         .await
         .unwrap()
         .file_id;
     clients[1]
         .0
-        .update_file(
-            &ids[0],
-            FileInput::from_bytes("f", "text/plain", "updated by 1"),
-        )
+        .update_file(&ids[0], text("f", "updated by 1"))
         .await
         .unwrap();
     clients[0].0.delete_file(&ids[5]).await.unwrap();
@@ -501,7 +402,7 @@ async fn three_engines_converge_over_http() {
     }
     let seen = clients[0].1.file(&offline_id).await.unwrap();
     assert!(seen.is_some(), "the offline save reached the others");
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let relay_log = log.read(&store, 0, 1000).await.unwrap();
     let seqs: Vec<u64> = relay_log.iter().map(|e| e.seq_num).collect();
     assert_eq!(
@@ -558,67 +459,38 @@ impl filesync_core::sync::EventExchange for LosesAcks {
     }
 }
 
-async fn start_relay_server(
-    log: Arc<SqliteEventLog>,
-    port: u16,
-) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = router_with_relay(Arc::new(NoSigner), config(), Some(log as Arc<dyn EventLog>));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    }));
-    (port, stop)
-}
-
 /// A push whose answer is lost (the client died before recording it) is neither lost nor
 /// duplicated: after a restart on the same store, the client recognises its own events in the
 /// relay and confirms them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
     let (_dir, log) = scratch_log().await;
-    let (port, _stop) = start_relay_server(log.clone(), 0).await;
-    let base = format!("http://127.0.0.1:{port}/api");
+    let server = serve_relay(&log).await;
+    let base = server.api();
     let remote = MemoryRemote::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
+    let Disk { fs, store } = Disk::scratch().await;
     let relay = LosesAcks {
         inner: HttpRelay::new(&base, Some("store-a-token".into())).unwrap(),
         lose: std::sync::atomic::AtomicUsize::new(1000),
     };
-    let sync = FileSync::builder(
-        StoreId::parse("store-a").unwrap(),
-        Arc::clone(&fs),
-        Arc::clone(&store),
-    )
-    .with_remote(Arc::new(remote.clone()))
-    .with_relay(Arc::new(relay))
-    .start()
-    .await
-    .unwrap();
-    let saved = sync
-        .save_file(FileInput::from_bytes("x", "text/plain", "acked or not"))
+    let disk = Disk { fs, store };
+    let sync = disk
+        .builder("store-a")
+        .with_remote(Arc::new(remote.clone()))
+        .with_relay(Arc::new(relay))
+        .start()
         .await
         .unwrap();
-    let relay_store = StoreId::parse("store-a").unwrap();
-    for _ in 0..500 {
-        if log.head(&relay_store).await.unwrap() >= 1 {
-            break;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
+    let saved = sync.save_file(text("x", "acked or not")).await.unwrap();
+    let relay_store = store_id("store-a");
+    within(500, || async { log.head(&relay_store).await.unwrap() >= 1 }).await;
     // The relay has the event, the client never recorded the acknowledgement: "crash".
     sync.shutdown().await;
     assert!(log.head(&relay_store).await.unwrap() >= 1);
     // Restart with a healthy connection on the same directory and store.
-    let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
+    let store = Arc::clone(&disk.store);
+    let sync = disk
+        .builder("store-a")
         .with_remote(Arc::new(remote))
         .with_relay(Arc::new(
             HttpRelay::new(&base, Some("store-a-token".into())).unwrap(),
@@ -626,15 +498,11 @@ async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
         .start()
         .await
         .unwrap();
-    for _ in 0..500 {
+    within(500, || async {
         let rec = store.file(&saved.file_id).await.unwrap().unwrap();
-        if rec.remote_key.is_some()
-            && store.confirmed().await.unwrap() == store.head().await.unwrap()
-        {
-            break;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
+        rec.remote_key.is_some() && store.confirmed().await.unwrap() == store.head().await.unwrap()
+    })
+    .await;
     assert_eq!(
         store.confirmed().await.unwrap(),
         store.head().await.unwrap()
@@ -658,60 +526,37 @@ async fn lost_push_ack_then_restart_neither_loses_nor_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_restart_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("relay.sqlite");
-    let log = Arc::new(SqliteEventLog::open(&path).await.unwrap());
-    let (port, stop) = start_relay_server(log, 0).await;
+    let mut server = serve_relay(&Arc::new(open_log(dir.path()).await)).await;
+    let port = server.addr.port();
     let remote = MemoryRemote::new();
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let relay = HttpRelay::new(
-            format!("http://127.0.0.1:{port}/api"),
-            Some("store-a-token".into()),
-        )
-        .unwrap();
-        let sync = FileSync::builder(StoreId::parse("store-a").unwrap(), fs, Arc::clone(&store))
+        let disk = Disk::scratch().await;
+        let relay = HttpRelay::new(server.api(), Some("store-a-token".into())).unwrap();
+        let sync = disk
+            .builder("store-a")
             .with_remote(Arc::new(remote.clone()))
             .with_relay(Arc::new(relay))
-            .with_options(filesync_core::Options {
-                retry: filesync_core::RetryPolicy {
-                    base_delay: Duration::from_millis(20),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
+            .with_options(retry_fast())
             .start()
             .await
             .unwrap();
-        clients.push((sync, store));
+        clients.push((sync, disk.store));
     }
-    clients[0]
-        .0
-        .save_file(FileInput::from_bytes("a", "text/plain", "before"))
-        .await
-        .unwrap();
+    clients[0].0.save_file(text("a", "before")).await.unwrap();
     assert!(wait_converged(&clients).await, "before the restart");
-    stop.send(()).unwrap();
+    server.shutdown();
     filesync_core::rt::sleep(Duration::from_millis(100)).await;
-    clients[0]
-        .0
-        .save_file(FileInput::from_bytes("b", "text/plain", "during A"))
-        .await
-        .unwrap();
-    clients[1]
-        .0
-        .save_file(FileInput::from_bytes("c", "text/plain", "during B"))
-        .await
-        .unwrap();
+    clients[0].0.save_file(text("b", "during A")).await.unwrap();
+    clients[1].0.save_file(text("c", "during B")).await.unwrap();
     filesync_core::rt::sleep(Duration::from_millis(200)).await;
-    let log = Arc::new(SqliteEventLog::open(&path).await.unwrap());
-    let (_port, _stop) = start_relay_server(log.clone(), port).await;
+    let log = Arc::new(open_log(dir.path()).await);
+    let _restarted = serve_relay_on(&log, port).await;
     if !wait_converged(&clients).await {
         dump(&clients, &log).await;
         panic!("after the restart");
     }
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     let seqs: Vec<u64> = log
         .read(&store, 0, 100)
         .await
@@ -730,11 +575,12 @@ async fn relay_restart_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_stream_resumes_and_follows() {
     let (_dir, log) = scratch_log().await;
-    let store = StoreId::parse("store-a").unwrap();
+    let store = store_id("store-a");
     log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
         .await
         .unwrap();
-    let (base, _server) = serve_relay(&log).await;
+    let server = serve_relay(&log).await;
+    let base = server.base();
     let resp = reqwest::Client::new()
         .get(format!("{base}/api/v1/stores/store-a/stream"))
         .header("authorization", "Bearer store-a-token")
@@ -778,26 +624,9 @@ async fn sse_stream_resumes_and_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_open_streams_after_the_grace_period() {
     let (_dir, log) = scratch_log().await;
-    let app = router_with_relay(
-        Arc::new(NoSigner),
-        config(),
-        Some(log.clone() as Arc<dyn EventLog>),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = filesync_core::rt::spawn(async move {
-        filesync_core::server::serve_with_grace(
-            listener,
-            app,
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
-    });
+    let app = relay_router(log.clone() as Arc<dyn EventLog>, config());
+    let mut server = serve_on(0, app, Duration::from_millis(300)).await;
+    let base = server.base();
     let resp = reqwest::Client::new()
         .get(format!("{base}/api/v1/stores/store-a/stream"))
         .header("authorization", "Bearer store-a-token")
@@ -806,7 +635,7 @@ async fn shutdown_closes_open_streams_after_the_grace_period() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.bytes_stream();
-    stop.send(()).unwrap();
+    server.shutdown();
     // `serve` returns after the grace period although the stream is still open (a binary's
     // main then returns, and the runtime's shutdown closes the connection).
     tokio::time::timeout(Duration::from_secs(10), server.join())
@@ -820,25 +649,19 @@ async fn shutdown_closes_open_streams_after_the_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_and_failed_exchanges_are_reported() {
     let (_dir, log) = scratch_log().await;
-    let (base, _server) = serve_relay(&log).await;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let server = serve_relay(&log).await;
+    let base = server.base();
+    let dead = dead_addr().await;
     for (url, want) in [
         (format!("{base}/api"), "relay:refused"),
         (format!("http://{dead}/api"), "relay"),
     ] {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
         let relay = HttpRelay::new(url, Some("store-a-token".into())).unwrap();
-        let builder = FileSync::builder(
-            StoreId::parse("store-b").unwrap(),
-            Arc::new(NativeFs::scratch().unwrap()),
-            store,
-        )
-        .with_remote(Arc::new(MemoryRemote::new()))
-        .with_relay(Arc::new(relay));
+        let builder = Disk::scratch()
+            .await
+            .builder("store-b")
+            .with_remote(Arc::new(MemoryRemote::new()))
+            .with_relay(Arc::new(relay));
         let mut events = Box::pin(builder.events());
         let sync = builder.start().await.unwrap();
         let context = tokio::time::timeout(Duration::from_secs(20), async {

@@ -14,13 +14,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use filesync_core::contract::UploadMethod;
 use filesync_core::server::{
-    HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
-    router, serve,
+    HealthReport, ObjectSigner, RouterConfig, SignedRequest, UploadSpec, router,
 };
 use filesync_core::types::{ObjectKey, Timestamp};
 use filesync_core::{Error, Result};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+use common::http::{get, grants, post, serve_app};
+
+mod common;
 
 #[derive(Default)]
 struct TestSigner {
@@ -29,6 +32,22 @@ struct TestSigner {
     signed: AtomicUsize,
     specs: Mutex<Vec<UploadSpec>>,
     deleted: Mutex<Vec<String>>,
+}
+
+/// A signed `PUT` of `url` with `headers`, expiring `expires_in` after `now`.
+fn signed(
+    url: String,
+    headers: BTreeMap<String, String>,
+    expires_in: Duration,
+    now: Timestamp,
+) -> SignedRequest {
+    SignedRequest {
+        method: UploadMethod::Put,
+        url,
+        headers,
+        expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
+            .unwrap(),
+    }
 }
 
 #[async_trait]
@@ -45,13 +64,12 @@ impl ObjectSigner for TestSigner {
         if let Some(t) = &spec.content_type {
             headers.insert("content-type".to_owned(), t.clone());
         }
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url: format!("https://bucket.test/{}?sig=x", spec.key),
+        Ok(signed(
+            format!("https://bucket.test/{}?sig=x", spec.key),
             headers,
-            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
-                .unwrap(),
-        })
+            expires_in,
+            now,
+        ))
     }
     async fn sign_download(
         &self,
@@ -60,13 +78,12 @@ impl ObjectSigner for TestSigner {
         now: Timestamp,
     ) -> Result<SignedRequest> {
         self.signed.fetch_add(1, Ordering::SeqCst);
-        Ok(SignedRequest {
-            method: UploadMethod::Put,
-            url: format!("https://bucket.test/{key}?sig=y"),
-            headers: BTreeMap::new(),
-            expires_at: Timestamp::from_millis(now.as_millis() + expires_in.as_millis() as i64)
-                .unwrap(),
-        })
+        Ok(signed(
+            format!("https://bucket.test/{key}?sig=y"),
+            BTreeMap::new(),
+            expires_in,
+            now,
+        ))
     }
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         if self.fail_delete.load(Ordering::SeqCst) {
@@ -89,23 +106,11 @@ impl ObjectSigner for TestSigner {
 }
 
 fn config() -> RouterConfig {
-    RouterConfig {
-        tokens: vec![
-            TokenGrant {
-                token: Secret::new("alpha-token"),
-                prefixes: vec!["store-a/".into()],
-            },
-            TokenGrant {
-                token: Secret::new("admin-token"),
-                prefixes: vec![],
-            },
-            TokenGrant {
-                token: Secret::new("multi-token"),
-                prefixes: vec!["x/".into(), "y/".into()],
-            },
-        ],
-        ..RouterConfig::default()
-    }
+    grants(&[
+        ("alpha-token", &["store-a/"]),
+        ("admin-token", &[]),
+        ("multi-token", &["x/", "y/"]),
+    ])
 }
 
 struct Reply {
@@ -127,14 +132,6 @@ async fn call(signer: &Arc<TestSigner>, config: RouterConfig, req: Request<Body>
         headers,
         body: String::from_utf8(body.to_vec()).unwrap(),
     }
-}
-
-fn post(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
-    let mut b = Request::post(path).header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(Body::from(body.to_owned())).unwrap()
 }
 
 fn signer() -> Arc<TestSigner> {
@@ -161,12 +158,7 @@ fn assert_cors(r: &Reply) {
 #[tokio::test]
 async fn s3_4_health() {
     let s = signer();
-    let r = call(
-        &s,
-        config(),
-        Request::get("/api/health").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
         (StatusCode::OK, r#"{"status":"ok"}"#)
@@ -174,12 +166,7 @@ async fn s3_4_health() {
     assert_eq!(r.headers["content-type"], "application/json");
     assert_cors(&r);
     s.healthy.store(false, Ordering::SeqCst);
-    let r = call(
-        &s,
-        config(),
-        Request::get("/api/health").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
         (StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"error"}"#)
@@ -207,14 +194,7 @@ async fn s3_1_preflight_and_base_path() {
         base_path: "/files-api/".into(),
         ..config()
     };
-    let r = call(
-        &s,
-        custom,
-        Request::get("/files-api/health")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let r = call(&s, custom, get("/files-api/health", None)).await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -326,7 +306,7 @@ async fn s3_6_key_and_body_rules() {
             post(
                 "/api/v1/delete",
                 Some("multi-token"),
-                &format!(r#"{{"key":"{key}"}}"#),
+                format!(r#"{{"key":"{key}"}}"#),
             ),
         )
         .await;
@@ -472,17 +452,8 @@ async fn weak_23_credentialed_cors() {
 /// The router over a real loopback socket, with graceful shutdown.
 #[tokio::test]
 async fn serves_over_loopback() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = filesync_core::rt::spawn(async move {
-        serve(listener, router(signer(), config()), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server = serve_app(router(signer(), config())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -492,6 +463,5 @@ async fn serves_over_loopback() {
     stream.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
-    stop.send(()).unwrap();
-    server.join().await;
+    server.stop().await;
 }

@@ -17,18 +17,23 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::put;
 use filesync_core::contract::UploadMethod;
-use filesync_core::fs::{FileSystem, NativeFs, bytes_stream, collect_stream};
+use filesync_core::fs::{bytes_stream, collect_stream};
 use filesync_core::hash::hash_bytes;
 use filesync_core::remote::{RemoteStorage, SignerClient, UploadRequest};
 use filesync_core::schema::{EventSeq, TransferStatus};
 use filesync_core::server::{
-    HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
-    router, serve,
+    HealthReport, ObjectSigner, SHUTDOWN_GRACE, SignedRequest, UploadSpec, router,
 };
-use filesync_core::store::{SqliteStore, Store};
+use filesync_core::store::Store;
 use filesync_core::sync::MemoryRelay;
-use filesync_core::types::{ObjectKey, StoreId, Timestamp};
-use filesync_core::{Error, FileSync, Result};
+use filesync_core::types::{ObjectKey, Timestamp};
+use filesync_core::{Error, Result};
+
+use common::engine::Disk;
+use common::http::{Served, grants, listen, serve_listener};
+use common::{store_id, text, within};
+
+mod common;
 
 #[derive(Default)]
 struct Bucket {
@@ -171,49 +176,32 @@ impl ObjectSigner for BucketSigner {
 struct Servers {
     bucket: Shared,
     signer: Arc<BucketSigner>,
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Served,
 }
 
 async fn start() -> Servers {
     let bucket: Shared = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(0).await;
     let signer = Arc::new(BucketSigner {
         bucket: Arc::clone(&bucket),
         addr,
         stale_next: AtomicUsize::new(0),
     });
-    let config = RouterConfig {
-        tokens: vec![TokenGrant {
-            token: Secret::new("t0k3n"),
-            prefixes: vec!["shared_store/".into()],
-        }],
-        ..RouterConfig::default()
-    };
+    let config = grants(&[("t0k3n", &["shared_store/"])]);
     let app = router(Arc::clone(&signer), config).merge(
         Router::new()
             .route("/bucket/{*key}", put(put_object).get(get_object))
             .with_state(Arc::clone(&bucket)),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    }));
     Servers {
         bucket,
         signer,
-        base: format!("http://{addr}/api"),
-        stop: Some(stop),
+        server: serve_listener(listener, app, SHUTDOWN_GRACE),
     }
 }
 
 fn client(s: &Servers) -> SignerClient {
-    SignerClient::builder(&s.base)
+    SignerClient::builder(s.server.api())
         .with_auth_token("t0k3n")
         .with_header("x-app", "test")
         .build()
@@ -221,7 +209,7 @@ fn client(s: &Servers) -> SignerClient {
 }
 
 fn key(hash: &filesync_core::types::ContentHash) -> ObjectKey {
-    ObjectKey::for_content(&StoreId::parse("shared_store").unwrap(), hash)
+    ObjectKey::for_content(&store_id("shared_store"), hash)
 }
 
 fn request(data: &[u8], ct: Option<&str>) -> UploadRequest {
@@ -269,7 +257,7 @@ async fn sgn_round_trip_over_http() {
     c.delete(&k).await.unwrap();
     let err = c.download(&k).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
-    s.stop.take().unwrap().send(()).unwrap();
+    s.server.shutdown();
     filesync_core::rt::sleep(Duration::from_millis(50)).await;
     assert!(
         !c.health().await,
@@ -282,7 +270,7 @@ async fn sgn_round_trip_over_http() {
 #[tokio::test]
 async fn sgn_errors_are_classified() {
     let s = start().await;
-    let anon = SignerClient::builder(&s.base).build().unwrap();
+    let anon = SignerClient::builder(s.server.api()).build().unwrap();
     let err = anon
         .upload(request(b"x", None), bytes_stream(&b"x"[..]))
         .await
@@ -367,25 +355,21 @@ async fn two_engines_sync_through_the_signer() {
     let relay = MemoryRelay::new();
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let sync = FileSync::builder(
-            StoreId::parse("shared_store").unwrap(),
-            fs,
-            Arc::clone(&store),
-        )
-        .with_remote(Arc::new(client(&s)))
-        .with_relay(Arc::new(relay.handle()))
-        .start()
-        .await
-        .unwrap();
-        clients.push((sync, store));
+        let disk = Disk::scratch().await;
+        let sync = disk
+            .builder("shared_store")
+            .with_remote(Arc::new(client(&s)))
+            .with_relay(Arc::new(relay.handle()))
+            .start()
+            .await
+            .unwrap();
+        clients.push((sync, disk.store));
     }
     let (a, b) = (&clients[0], &clients[1]);
     let settled = |store: Arc<dyn Store>,
                    id: filesync_core::types::FileId,
                    want: Option<filesync_core::types::ContentHash>| async move {
-        for _ in 0..500 {
+        let settled = within(500, || async {
             let rec = store.file(&id).await.unwrap();
             let state = store.local_state(&id).await.unwrap();
             let ok = match (want, rec) {
@@ -400,23 +384,14 @@ async fn two_engines_sync_through_the_signer() {
                 }
                 _ => false,
             };
-            if ok
-                && store.cursor().await.unwrap().last_event_sequence == store.head().await.unwrap()
-            {
-                return;
-            }
-            filesync_core::rt::sleep(Duration::from_millis(10)).await;
+            ok && store.cursor().await.unwrap().last_event_sequence == store.head().await.unwrap()
+        })
+        .await;
+        if !settled {
+            panic!("did not settle");
         }
-        panic!("did not settle");
     };
-    let saved =
-        a.0.save_file(filesync_core::preprocess::FileInput::from_bytes(
-            "a",
-            "text/plain",
-            "over http",
-        ))
-        .await
-        .unwrap();
+    let saved = a.0.save_file(text("a", "over http")).await.unwrap();
     settled(
         Arc::clone(&b.1),
         saved.file_id.clone(),
@@ -424,12 +399,9 @@ async fn two_engines_sync_through_the_signer() {
     )
     .await;
     let up =
-        b.0.update_file(
-            &saved.file_id,
-            filesync_core::preprocess::FileInput::from_bytes("a", "text/plain", "edited"),
-        )
-        .await
-        .unwrap();
+        b.0.update_file(&saved.file_id, text("a", "edited"))
+            .await
+            .unwrap();
     settled(
         Arc::clone(&a.1),
         saved.file_id.clone(),
@@ -440,12 +412,10 @@ async fn two_engines_sync_through_the_signer() {
     assert_eq!(collect_stream(content.body).await.unwrap(), "edited");
     a.0.delete_file(&saved.file_id).await.unwrap();
     settled(Arc::clone(&b.1), saved.file_id.clone(), None).await;
-    for _ in 0..200 {
-        if s.bucket.objects.lock().unwrap().is_empty() {
-            break;
-        }
-        filesync_core::rt::sleep(Duration::from_millis(10)).await;
-    }
+    within(200, || async {
+        s.bucket.objects.lock().unwrap().is_empty()
+    })
+    .await;
     assert!(
         s.bucket.objects.lock().unwrap().is_empty(),
         "the bucket still holds objects"
@@ -463,8 +433,7 @@ async fn two_engines_sync_through_the_signer() {
 /// read timeouts with a retryable error, and `health` is false (no call hangs a slot forever).
 #[tokio::test]
 async fn a_silent_signer_times_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(0).await;
     let held = Arc::new(Mutex::new(Vec::new()));
     let keep = Arc::clone(&held);
     let _accepting = filesync_core::rt::spawn(async move {

@@ -8,15 +8,40 @@ use filesync_core::store::{SqliteStore, Store};
 use filesync_core::testing::store::created;
 use filesync_core::types::{FileId, Timestamp};
 
+use common::scratch_path;
+
+mod common;
+
 fn file_bytes(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
+}
+
+/// Commit files `<prefix>-0` to `<prefix>-24`, one commit each.
+async fn create_25(store: &SqliteStore, prefix: &str) {
+    for n in 0..25u8 {
+        store
+            .commit(vec![created(
+                &format!("{prefix}-{n}"),
+                n,
+                MetadataJson::Absent,
+            )])
+            .await
+            .unwrap();
+    }
+}
+
+/// SQLite's `PRAGMA integrity_check` of the database at `path` (`"ok"` when sound).
+fn integrity_check(path: &std::path::Path) -> String {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
 }
 
 /// Commits survive closing and reopening the file, and numbering continues after the old head.
 #[tokio::test]
 async fn reopen_keeps_log_rows_and_numbering() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.sqlite");
+    let (_dir, path) = scratch_path("s.sqlite");
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store
@@ -55,8 +80,7 @@ async fn reopen_keeps_log_rows_and_numbering() {
 /// Bad input: a file that is not SQLite is refused with a clear error and left untouched.
 #[tokio::test]
 async fn garbage_file_is_refused_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notes.txt");
+    let (dir, path) = scratch_path("notes.txt");
     std::fs::write(&path, b"these are my notes, not a database\n").unwrap();
     let before = file_bytes(&path);
     let err = SqliteStore::open(&path).await.unwrap_err();
@@ -73,8 +97,7 @@ async fn garbage_file_is_refused_untouched() {
 /// Bad input: another program's SQLite database is refused and left byte-for-byte untouched.
 #[tokio::test]
 async fn foreign_sqlite_database_is_refused_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.db");
+    let (_dir, path) = scratch_path("other.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');")
@@ -90,8 +113,7 @@ async fn foreign_sqlite_database_is_refused_untouched() {
 /// Bad input: a filesync store whose pages were damaged is reported as not a store, not a panic.
 #[tokio::test]
 async fn corrupted_store_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.sqlite");
+    let (dir, path) = scratch_path("s.sqlite");
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store
@@ -119,29 +141,16 @@ async fn corrupted_store_is_a_clear_error() {
 /// numbers stay distinct and nothing is lost or corrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_connections_share_one_file_safely() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.sqlite");
+    let (_dir, path) = scratch_path("shared.sqlite");
     let one = SqliteStore::open(&path).await.unwrap();
     let two = SqliteStore::open(&path).await.unwrap();
     let a = {
         let one = one.clone();
-        filesync_core::rt::spawn(async move {
-            for n in 0..25u8 {
-                one.commit(vec![created(&format!("one-{n}"), n, MetadataJson::Absent)])
-                    .await
-                    .unwrap();
-            }
-        })
+        filesync_core::rt::spawn(async move { create_25(&one, "one").await })
     };
     let b = {
         let two = two.clone();
-        filesync_core::rt::spawn(async move {
-            for n in 0..25u8 {
-                two.commit(vec![created(&format!("two-{n}"), n, MetadataJson::Absent)])
-                    .await
-                    .unwrap();
-            }
-        })
+        filesync_core::rt::spawn(async move { create_25(&two, "two").await })
     };
     a.join().await;
     b.join().await;
@@ -149,18 +158,14 @@ async fn two_connections_share_one_file_safely() {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq.global).collect();
     assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
     assert_eq!(two.files().await.unwrap().len(), 50);
-    let check: String = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check = integrity_check(&path);
     assert_eq!(check, "ok");
 }
 
 /// A connection holding a long write transaction makes another wait, then fail clearly.
 #[tokio::test]
 async fn a_held_write_lock_gives_a_clear_retryable_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("locked.sqlite");
+    let (_dir, path) = scratch_path("locked.sqlite");
     let store = SqliteStore::open_with(&path, std::time::Duration::from_millis(300))
         .await
         .unwrap();
@@ -189,21 +194,10 @@ async fn a_held_write_lock_gives_a_clear_retryable_error() {
 async fn two_processes_share_one_file_safely() {
     const CHILD: &str = "FILESYNC_TEST_CHILD_DB";
     if let Ok(path) = std::env::var(CHILD) {
-        let store = SqliteStore::open(&path).await.unwrap();
-        for n in 0..25u8 {
-            store
-                .commit(vec![created(
-                    &format!("child-{n}"),
-                    n,
-                    MetadataJson::Absent,
-                )])
-                .await
-                .unwrap();
-        }
+        create_25(&SqliteStore::open(&path).await.unwrap(), "child").await;
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("two-processes.sqlite");
+    let (_dir, path) = scratch_path("two-processes.sqlite");
     let store = SqliteStore::open(&path).await.unwrap();
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -215,16 +209,7 @@ async fn two_processes_share_one_file_safely() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    for n in 0..25u8 {
-        store
-            .commit(vec![created(
-                &format!("parent-{n}"),
-                n,
-                MetadataJson::Absent,
-            )])
-            .await
-            .unwrap();
-    }
+    create_25(&store, "parent").await;
     let status = child.wait().await.unwrap();
     assert!(status.success(), "the child process failed: {status}");
     let events = store.events_after(EventSeq::ROOT, 1000).await.unwrap();
@@ -245,9 +230,6 @@ async fn two_processes_share_one_file_safely() {
             .count(),
         25
     );
-    let check: String = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check = integrity_check(&path);
     assert_eq!(check, "ok");
 }

@@ -11,9 +11,8 @@ use std::time::Duration;
 use filesync_core::FileSync;
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
-use filesync_core::remote::SignerClient;
 use filesync_core::server::{
-    EventLog, ObjectSigner, RouterConfig, Secret, SqliteEventLog, TokenGrant, UploadSpec,
+    EventLog, ObjectSigner, RouterConfig, Secret, SqliteEventLog, UploadSpec,
 };
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::HttpRelay;
@@ -22,7 +21,7 @@ use filesync_core::types::{StoreId, Timestamp};
 use filesync_r2::{Bucket, R2Config, R2Proxy, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{TOKEN, json, key, serve_proxy, signed_put, spec};
+use crate::common::{TOKEN, client, grants, json, key, serve_proxy, signed_put, spec};
 
 mod common;
 
@@ -75,13 +74,7 @@ async fn start_with(max_object_size: u64) -> Server {
         |proxy| {
             router(
                 proxy,
-                RouterConfig {
-                    tokens: vec![
-                        TokenGrant::parse(TOKEN).unwrap(),
-                        TokenGrant::parse(&format!("{OTHER_TOKEN}:other/")).unwrap(),
-                    ],
-                    ..RouterConfig::default()
-                },
+                grants(&[TOKEN, &format!("{OTHER_TOKEN}:other/")]),
                 Some(relay),
             )
         },
@@ -567,10 +560,7 @@ async fn two_engines_sync_through_the_proxy_and_relay() {
     for _ in 0..2 {
         let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let remote = SignerClient::builder(&base)
-            .with_auth_token(TOKEN)
-            .build()
-            .unwrap();
+        let remote = client(s.addr);
         let relay = HttpRelay::new(&base, Some(TOKEN.into())).unwrap();
         let sync = FileSync::builder(StoreId::parse("shared").unwrap(), fs, Arc::clone(&store))
             .with_remote(Arc::new(remote))

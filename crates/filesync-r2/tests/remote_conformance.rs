@@ -4,15 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::sync::Arc;
-
 use filesync_core::remote::{RemoteStorage, SignerClient};
-use filesync_core::server::{RouterConfig, Secret, TokenGrant, serve};
 use filesync_core::testing::remote::RemoteFixture;
 use filesync_core::testing::s3s::S3s;
-use filesync_r2::{Bucket, R2Config, R2Proxy, S3Settings, router};
+use filesync_r2::{Bucket, router};
 
-const TOKEN: &str = "remote-conformance-token-0123";
+use crate::common::{TOKEN, client, grants, s3_settings, serve_proxy};
+
+mod common;
 
 /// A running server and a client of it; the server lives as long as the test's runtime,
 /// its bucket as long as this value.
@@ -30,27 +29,13 @@ impl RemoteFixture for Fixture {
 
 /// Serve `bucket` on an ephemeral loopback port and connect a `SignerClient` to it.
 async fn serve_bucket(bucket: Bucket) -> SignerClient {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let proxy = Arc::new(R2Proxy::new(
+    let (addr, _) = serve_proxy(
         bucket,
-        R2Config::new(
-            format!("http://{addr}").parse().unwrap(),
-            Secret::new("remote-conformance-signing-secret"),
-        ),
-    ));
-    let config = RouterConfig {
-        tokens: vec![TokenGrant::parse(TOKEN).unwrap()],
-        ..RouterConfig::default()
-    };
-    let app = router(proxy, config, None);
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
-    SignerClient::builder(format!("http://{addr}/api"))
-        .with_auth_token(TOKEN)
-        .build()
-        .unwrap()
+        |_| {},
+        |proxy| router(proxy, grants(&[TOKEN]), None),
+    )
+    .await;
+    client(addr)
 }
 
 async fn local() -> Fixture {
@@ -65,16 +50,7 @@ async fn local() -> Fixture {
 
 async fn on_s3() -> Fixture {
     let s3 = S3s::start().await;
-    let bucket = Bucket::s3(&S3Settings {
-        endpoint: s3.endpoint().parse().unwrap(),
-        region: "us-east-1".into(),
-        bucket: S3s::BUCKET.into(),
-        access_key_id: S3s::ACCESS_KEY.into(),
-        secret_access_key: Secret::new(S3s::SECRET_KEY),
-        session_token: None,
-        force_path_style: true,
-    })
-    .unwrap();
+    let bucket = Bucket::s3(&s3_settings(&s3)).unwrap();
     Fixture {
         client: serve_bucket(bucket).await,
         _dir: tempfile::tempdir().unwrap(),

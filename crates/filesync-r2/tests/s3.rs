@@ -12,7 +12,7 @@ use filesync_core::testing::s3s::S3s;
 use filesync_core::types::Timestamp;
 use filesync_r2::{Bucket, R2Proxy, S3Settings, router};
 
-use crate::common::{key, serve_proxy, spec};
+use crate::common::{key, s3_settings, serve_proxy, spec};
 
 mod common;
 
@@ -29,13 +29,8 @@ impl Server {
 
 fn bucket(s3: &S3s, force_path_style: bool) -> Bucket {
     Bucket::s3(&S3Settings {
-        endpoint: s3.endpoint().parse().unwrap(),
-        region: "us-east-1".into(),
-        bucket: S3s::BUCKET.into(),
-        access_key_id: S3s::ACCESS_KEY.into(),
-        secret_access_key: Secret::new(S3s::SECRET_KEY),
-        session_token: None,
         force_path_style,
+        ..s3_settings(s3)
     })
     .unwrap()
 }

@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::sync::Arc;
-
 use filesync_core::remote::{RemoteStorage, SignerClient};
-use filesync_core::server::{RouterConfig, TokenGrant, router, serve};
+use filesync_core::server::{RouterConfig, TokenGrant};
 use filesync_core::testing::remote::RemoteFixture;
 use filesync_core::testing::s3s::S3s;
-use filesync_s3_signer::S3Signer;
 
-use crate::common::config;
+use crate::common::{client, serve_signer, signer};
 
 mod common;
 
@@ -39,22 +36,15 @@ impl RemoteFixture for Fixture {
 
 async fn start() -> Fixture {
     let s3 = S3s::start().await;
-    let signer = S3Signer::new(config(&s3.endpoint(), S3s::BUCKET)).unwrap();
     let config = RouterConfig {
         tokens: vec![TokenGrant::parse(TOKEN).unwrap()],
         ..RouterConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(Arc::new(signer), config);
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
-    let client = SignerClient::builder(format!("http://{addr}/api"))
-        .with_auth_token(TOKEN)
-        .build()
-        .unwrap();
-    Fixture { client, _s3: s3 }
+    let addr = serve_signer(signer(&s3, S3s::BUCKET), config).await;
+    Fixture {
+        client: client(addr, TOKEN),
+        _s3: s3,
+    }
 }
 
 filesync_core::remote_conformance!(

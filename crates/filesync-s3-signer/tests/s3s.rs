@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use filesync_core::fs::{FileSystem, NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
-use filesync_core::remote::SignerClient;
 use filesync_core::server::{
-    ObjectSigner, RouterConfig, Secret, TokenGrant, UploadSpec, router, serve,
+    ObjectSigner, RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec,
 };
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::MemoryRelay;
@@ -26,19 +25,18 @@ use filesync_core::types::{ObjectKey, StoreId, Timestamp};
 use filesync_core::{FileSync, hash::hash_bytes};
 use filesync_s3_signer::S3Signer;
 
-use crate::common::config;
+use crate::common::{client, serve_signer, signer};
 
 mod common;
 
 const AK: &str = S3s::ACCESS_KEY;
 const SK: &str = S3s::SECRET_KEY;
 
-async fn start_s3() -> S3s {
-    S3s::start().await
-}
-
-fn signer(s: &S3s, bucket: &str) -> S3Signer {
-    S3Signer::new(config(&s.endpoint(), bucket)).unwrap()
+/// A fresh test S3 server and a signer for its bucket `bkt`.
+async fn start() -> (S3s, S3Signer) {
+    let s3 = S3s::start().await;
+    let signer = signer(&s3, "bkt");
+    (s3, signer)
 }
 
 fn spec(key: &str, data: &[u8]) -> UploadSpec {
@@ -67,16 +65,20 @@ async fn get(url: &str) -> (u16, bytes::Bytes) {
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// `signer`'s presigned upload of `data` as `key`, valid for a minute from now.
+async fn sign_put(signer: &S3Signer, key: &str, data: &[u8]) -> SignedRequest {
+    signer
+        .sign_upload(&spec(key, data), MIN, Timestamp::now())
+        .await
+        .unwrap()
+}
+
 /// S3-7, S3-9, S3-10, S3-4: presigned PUT and GET work; delete (also of a missing key) and
 /// the health check work; health fails for a missing bucket.
 #[tokio::test]
 async fn presigned_round_trip_delete_and_health() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/a.txt", b"hello s3"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let (s3, signer) = start().await;
+    let up = sign_put(&signer, "s/a.txt", b"hello s3").await;
     assert_eq!(put(&up.url, &up.headers, b"hello s3").await, 200);
     let down = signer
         .sign_download(&ObjectKey::parse("s/a.txt").unwrap(), MIN, Timestamp::now())
@@ -104,12 +106,8 @@ async fn presigned_round_trip_delete_and_health() {
 /// body longer than the signed length.
 #[tokio::test]
 async fn real_server_rejects_tampering() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/b.txt", b"12345"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let (s3, signer) = start().await;
+    let up = sign_put(&signer, "s/b.txt", b"12345").await;
     let bad_sig = {
         let i = up.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
         let mut u = up.url.clone();
@@ -147,12 +145,8 @@ async fn real_server_rejects_tampering() {
 /// verified download either way.)
 #[tokio::test]
 async fn real_server_checks_the_signed_checksum() {
-    let s3 = start_s3().await;
-    let signer = signer(&s3, "bkt");
-    let up = signer
-        .sign_upload(&spec("s/d.txt", b"right"), MIN, Timestamp::now())
-        .await
-        .unwrap();
+    let (_s3, signer) = start().await;
+    let up = sign_put(&signer, "s/d.txt", b"right").await;
     assert_eq!(put(&up.url, &up.headers, b"wrong").await, 400);
     assert_eq!(put(&up.url, &up.headers, b"right").await, 200);
 }
@@ -172,7 +166,7 @@ async fn binary_refuses_bad_settings_and_serves() {
     let out = run(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("S3_ENDPOINT"));
-    let s3 = start_s3().await;
+    let s3 = S3s::start().await;
     let endpoint = s3.endpoint();
     let base = [
         "--s3-endpoint",
@@ -228,10 +222,7 @@ async fn binary_refuses_bad_settings_and_serves() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let client = SignerClient::builder(format!("http://{addr}/api"))
-        .with_auth_token("a-long-enough-token")
-        .build()
-        .unwrap();
+    let client = client(&addr, "a-long-enough-token");
     use filesync_core::remote::{RemoteStorage, UploadRequest};
     let data = b"through the binary";
     let key = ObjectKey::parse(format!("shared/{}", hash_bytes(data))).unwrap();
@@ -265,7 +256,7 @@ async fn binary_refuses_bad_settings_and_serves() {
 /// through the signer router, `SignerClient` and the real S3 server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_sync_through_real_s3() {
-    let s3 = start_s3().await;
+    let s3 = S3s::start().await;
     let config = RouterConfig {
         tokens: vec![TokenGrant {
             token: Secret::new("tok"),
@@ -273,21 +264,13 @@ async fn two_engines_sync_through_real_s3() {
         }],
         ..RouterConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(Arc::new(signer(&s3, "bkt")), config);
-    drop(filesync_core::rt::spawn(async move {
-        serve(listener, app, std::future::pending()).await.unwrap();
-    }));
+    let addr = serve_signer(signer(&s3, "bkt"), config).await;
     let relay = MemoryRelay::new();
     let mut clients = Vec::new();
     for _ in 0..2 {
         let fs: Arc<dyn FileSystem> = Arc::new(NativeFs::scratch().unwrap());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::scratch().await.unwrap());
-        let remote = SignerClient::builder(format!("http://{addr}/api"))
-            .with_auth_token("tok")
-            .build()
-            .unwrap();
+        let remote = client(addr, "tok");
         let sync = FileSync::builder(StoreId::parse("shared").unwrap(), fs, Arc::clone(&store))
             .with_remote(Arc::new(remote))
             .with_relay(Arc::new(relay.handle()))
@@ -348,8 +331,7 @@ mod conformance {
     }
 
     async fn fixture() -> Fixture {
-        let s3 = start_s3().await;
-        let signer = signer(&s3, "bkt");
+        let (s3, signer) = start().await;
         Fixture { _s3: s3, signer }
     }
 

@@ -1,18 +1,51 @@
-//! Shared by the `filesync-r2` tests: the bearer token, an `R2Proxy` served over loopback
-//! HTTP, upload specs and signed uploads, and JSON answers.
+//! Shared by the `filesync-r2` tests: the bearer token and router settings, an `R2Proxy`
+//! served over loopback HTTP and a `SignerClient` of it, S3 settings for the test S3 server,
+//! upload specs and signed uploads, and JSON answers.
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use filesync_core::server::{Secret, SignedRequest, UploadSpec, serve};
+use filesync_core::remote::SignerClient;
+use filesync_core::server::{RouterConfig, Secret, SignedRequest, TokenGrant, UploadSpec, serve};
+use filesync_core::testing::s3s::S3s;
 use filesync_core::types::ObjectKey;
-use filesync_r2::{Bucket, R2Config, R2Proxy};
+use filesync_r2::{Bucket, R2Config, R2Proxy, S3Settings};
 use tokio::net::TcpListener;
 
 /// The bearer token the tests' servers accept (at least 16 characters).
 pub const TOKEN: &str = "r2-test-token-0123456789";
+
+/// Router settings accepting these tokens (`token` or `token:prefix,…`).
+pub fn grants(specs: &[&str]) -> RouterConfig {
+    RouterConfig {
+        tokens: TokenGrant::parse_all(specs).unwrap(),
+        ..RouterConfig::default()
+    }
+}
+
+/// A `SignerClient` of the server at `addr` (its contract under `/api`), with [`TOKEN`].
+pub fn client(addr: SocketAddr) -> SignerClient {
+    SignerClient::builder(format!("http://{addr}/api"))
+        .with_auth_token(TOKEN)
+        .build()
+        .unwrap()
+}
+
+/// Path-style settings for the test S3 server's bucket in `us-east-1`, with its credentials
+/// and no session token; tests override fields with `..s3_settings(..)`.
+pub fn s3_settings(s3: &S3s) -> S3Settings {
+    S3Settings {
+        endpoint: s3.endpoint().parse().unwrap(),
+        region: "us-east-1".into(),
+        bucket: S3s::BUCKET.into(),
+        access_key_id: S3s::ACCESS_KEY.into(),
+        secret_access_key: Secret::new(S3s::SECRET_KEY),
+        session_token: None,
+        force_path_style: true,
+    }
+}
 
 /// Serve `app` on `listener` in the background, for the rest of the test.
 pub fn serve_in_background(listener: TcpListener, app: Router) {
