@@ -65,6 +65,35 @@ pub async fn bind(
     })
 }
 
+/// What a server binary opens before serving: the relay log at `relay_db` (if any) and a
+/// listener on `listen`, with the address it got.
+pub struct Started {
+    /// The relay log, when one was asked for.
+    pub relay: Option<Arc<dyn EventLog>>,
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// The address it listens on (the real port when `listen` asked for port 0).
+    pub addr: std::net::SocketAddr,
+}
+
+/// Open the relay log (`--relay-db`) and bind `--listen`; the error names the setting.
+pub async fn start(
+    listen: std::net::SocketAddr,
+    relay_db: Option<&std::path::Path>,
+) -> std::result::Result<Started, SettingError> {
+    let relay = open_relay(relay_db).await?;
+    let listener = bind(listen).await?;
+    let addr = listener.local_addr().map_err(|e| {
+        SettingError::new("listen", "FILESYNC_LISTEN", format!("cannot use {listen}"))
+            .with_source(e)
+    })?;
+    Ok(Started {
+        relay,
+        listener,
+        addr,
+    })
+}
+
 /// Completes on Ctrl-C or SIGTERM: the servers' graceful-shutdown trigger (pass it to
 /// [`super::serve`]).
 pub async fn shutdown_signal() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use filesync_core::server::cli::{
-    ServerArgs, bind, check_base_path, main_with, open_relay, shutdown_signal,
+    ServerArgs, Started, check_base_path, main_with, shutdown_signal, start,
 };
 use filesync_core::server::s3::{S3Args, SettingError};
 use filesync_core::server::{Secret, serve};
@@ -172,13 +172,13 @@ async fn run(args: Args) -> Result<()> {
         (None, Some(dir)) => Some(dir.join("relay.sqlite")),
         (None, None) => None,
     };
-    let relay = open_relay(relay_path.as_deref())
+    let Started {
+        relay,
+        listener,
+        addr,
+    } = start(args.server.listen, relay_path.as_deref())
         .await
         .map_err(|e| Error::Start(e.into()))?;
-    let listener = bind(args.server.listen)
-        .await
-        .map_err(|e| Error::Start(e.into()))?;
-    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     let public_url = match args.public_url {
         Some(u) => u,
         None => format!("http://{addr}").parse().map_err(|e| {

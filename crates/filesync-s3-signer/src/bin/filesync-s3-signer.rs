@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use filesync_core::server::cli::{ServerArgs, bind, main_with, open_relay, shutdown_signal};
+use filesync_core::server::cli::{ServerArgs, Started, main_with, shutdown_signal, start};
 use filesync_core::server::s3::S3Args;
 use filesync_core::server::{router_with_relay, serve};
 use filesync_s3_signer::{Error, Result, S3Settings, S3Signer};
@@ -33,13 +33,13 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<()> {
     let signer = S3Signer::new(S3Settings::try_from(args.s3)?)?;
     let config = args.server.router_config()?;
-    let relay = open_relay(args.server.relay_db.as_deref())
+    let Started {
+        relay,
+        listener,
+        addr,
+    } = start(args.server.listen, args.server.relay_db.as_deref())
         .await
         .map_err(|e| Error::Start(e.into()))?;
-    let listener = bind(args.server.listen)
-        .await
-        .map_err(|e| Error::Start(e.into()))?;
-    let addr = listener.local_addr().map_err(|e| Error::Start(e.into()))?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
     serve(
