@@ -10,47 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use filesync_core::contract::RelayEvent;
 use filesync_core::schema::{Event, FileCreated, MetadataJson};
-use filesync_core::server::{
-    EventLog, HealthReport, ObjectSigner, RouterConfig, SignedRequest, SqliteEventLog, UploadSpec,
-    router_with_relay, serve,
-};
+use filesync_core::server::{EventLog, RouterConfig, SqliteEventLog, relay_router, serve};
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::{EventExchange, HttpRelay};
-use filesync_core::types::{ContentHash, FileId, LocalPath, ObjectKey, StoreId, Timestamp};
-
-struct NoSigner;
-
-#[async_trait]
-impl ObjectSigner for NoSigner {
-    async fn sign_upload(
-        &self,
-        _: &UploadSpec,
-        _: Duration,
-        _: Timestamp,
-    ) -> filesync_core::Result<SignedRequest> {
-        Err(filesync_core::Error::Unsupported { what: "signing" })
-    }
-    async fn sign_download(
-        &self,
-        _: &ObjectKey,
-        _: Duration,
-        _: Timestamp,
-    ) -> filesync_core::Result<SignedRequest> {
-        Err(filesync_core::Error::Unsupported { what: "signing" })
-    }
-    async fn delete(&self, _: &ObjectKey) -> filesync_core::Result<()> {
-        Ok(())
-    }
-    async fn health(&self) -> HealthReport {
-        HealthReport {
-            ok: true,
-            details: Default::default(),
-        }
-    }
-}
+use filesync_core::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
 
 fn event(n: u64) -> RelayEvent {
     let mut h = [0u8; 32];
@@ -131,11 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log = Arc::new(SqliteEventLog::open(dir.path().join("relay.sqlite")).await?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = router_with_relay(
-        Arc::new(NoSigner),
-        RouterConfig::default(),
-        Some(log.clone() as Arc<dyn EventLog>),
-    );
+    let app = relay_router(log.clone() as Arc<dyn EventLog>, RouterConfig::default());
     tokio::spawn(async move {
         let _ = serve(listener, app, std::future::pending()).await;
     });

@@ -92,6 +92,9 @@ pub enum Error {
         path: String,
         /// What was found instead.
         reason: String,
+        /// The error that showed it, when there was one (a database or parser error).
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A commit was refused because it would break an invariant of the event log.

@@ -272,7 +272,9 @@ pub fn http_client() -> crate::Result<reqwest::ClientBuilder> {
         };
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| crate::Error::invalid("TLS configuration", e.to_string()))?
+            .map_err(|e| {
+                crate::Error::invalid_because("TLS configuration", "no safe protocol version", e)
+            })?
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -149,7 +149,11 @@ async fn input(path: &PathBuf, mime: Option<String>) -> Result<FileInput> {
     let body: ByteStream = Box::pin(
         tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |r| {
             r.map_err(|e| filesync_core::Error::Stream {
-                source: format!("reading {shown}: {e}").into(),
+                source: Box::new(filesync_core::Error::Io {
+                    op: "read",
+                    path: shown.clone(),
+                    source: e,
+                }),
             })
         }),
     );

@@ -66,30 +66,30 @@ async fn run() -> AppResult<()> {
     let params =
         web_sys::UrlSearchParams::new_with_str(&location.search().map_err(js)?).map_err(js)?;
     let store = StoreId::sanitize(&params.get("store").unwrap_or_else(|| "demo".into()))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.report())?;
     let token = params.get("token").filter(|t| !t.is_empty());
     let api = format!("{}/api", location.origin().map_err(js)?);
 
     set_text(&doc, "status", "opening local storage…");
     let fs = OpfsFs::open(&format!("filesync-{store}"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.report())?;
     let db = IdbStore::open(&format!("filesync-{store}"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.report())?;
     let mut remote = SignerClient::builder(&api);
     if let Some(t) = &token {
         remote = remote.with_auth_token(t);
     }
-    let remote = remote.build().map_err(|e| e.to_string())?;
-    let relay = HttpRelay::new(&api, token.clone()).map_err(|e| e.to_string())?;
+    let remote = remote.build().map_err(|e| e.report())?;
+    let relay = HttpRelay::new(&api, token.clone()).map_err(|e| e.report())?;
     let sync = FileSync::builder(store.clone(), Arc::new(fs), Arc::new(db))
         .with_remote(Arc::new(remote))
         .with_relay(Arc::new(relay))
         .with_leadership(Arc::new(WebLock::new(format!("filesync:{store}"))))
         .start()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.report())?;
     let app = Rc::new(App {
         sync,
         doc,
@@ -269,7 +269,7 @@ fn state_text(d: &DisplayState) -> (String, bool) {
 impl App {
     async fn render(self: &Rc<Self>) -> AppResult<()> {
         let sync = &self.sync;
-        let status = sync.sync_status().await.map_err(|e| e.to_string())?;
+        let status = sync.sync_status().await.map_err(|e| e.report())?;
         let leader = sync.is_leader();
         let busy = status.uploading_file_ids.len()
             + status.downloading_file_ids.len()
@@ -298,7 +298,7 @@ impl App {
             s.set_class_name(if leader { "status leader" } else { "status" });
             let _ = s.set_attribute("data-leader", if leader { "true" } else { "false" });
         }
-        let files = sync.store().files().await.map_err(|e| e.to_string())?;
+        let files = sync.store().files().await.map_err(|e| e.report())?;
         let live: Vec<_> = files.into_iter().filter(|f| !f.is_deleted()).collect();
         // Remove cards of files that are gone.
         let ids: Vec<FileId> = self.shown.borrow().keys().cloned().collect();
@@ -314,7 +314,7 @@ impl App {
             let Some(display) = sync
                 .file_display_state(&record.id)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.report())?
             else {
                 continue;
             };
@@ -362,7 +362,7 @@ impl App {
                 .sync
                 .resolve_file_url(id)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.report())?
             {
                 Some(FileUrl::Local(u) | FileUrl::Remote(u)) => u,
                 None => return Ok(()),

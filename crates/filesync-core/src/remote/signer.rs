@@ -74,9 +74,9 @@ impl SignerClientBuilder {
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::invalid("header name", name.clone()))?;
+                .map_err(|e| Error::invalid_because("header name", name.clone(), e))?;
             let value = HeaderValue::from_str(value)
-                .map_err(|_| Error::invalid("header value", format!("for {name}")))?;
+                .map_err(|e| Error::invalid_because("header value", format!("for {name}"), e))?;
             headers.insert(name, value);
         }
         #[cfg(not(target_arch = "wasm32"))]
@@ -166,9 +166,9 @@ fn signed_headers(h: &Option<BTreeMap<String, String>>) -> Result<HeaderMap> {
     let mut out = HeaderMap::new();
     for (k, v) in h.iter().flatten() {
         let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| Error::invalid("signed header", k.clone()))?;
+            .map_err(|e| Error::invalid_because("signed header", k.clone(), e))?;
         let value = HeaderValue::from_str(v)
-            .map_err(|_| Error::invalid("signed header value", k.clone()))?;
+            .map_err(|e| Error::invalid_because("signed header value", k.clone(), e))?;
         out.insert(name, value);
     }
     Ok(out)

@@ -8,7 +8,7 @@
 //! own transactions*, and calls those functions with it. Examples in this workspace: the
 //! in-memory tables behind [`MemoryStore`](super::MemoryStore) (`store.rs`), `Tx` over a rusqlite
 //! transaction behind `SqliteStore` (`store/sqlite.rs`), and the IndexedDB store in
-//! `filesync-opfs` (`idb_store.rs`).
+//! `filesync-opfs` (`idb_store/`).
 //!
 //! The contract for a store:
 //! - Open a transaction, run the function in it, and commit the transaction only if the

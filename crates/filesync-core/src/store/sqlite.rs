@@ -95,9 +95,11 @@ fn sql_err(op: &'static str, path: &Path, e: rusqlite::Error) -> Error {
                 };
             }
             ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+                let reason = msg.clone().unwrap_or_else(|| f.to_string());
                 return Error::NotAStore {
                     path: path.display().to_string(),
-                    reason: msg.clone().unwrap_or_else(|| f.to_string()),
+                    reason,
+                    source: Some(Box::new(e)),
                 };
             }
             _ => {}
@@ -117,12 +119,8 @@ fn sql_err(op: &'static str, path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
-fn bad_row(e: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("invalid stored value: {e}").into(),
-    )
+fn bad_row(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
 fn parse_opt<T: TryFrom<String, Error = crate::types::ParseError>>(
@@ -327,7 +325,7 @@ fn confirmed_of(conn: &Connection) -> Result<EventSeq> {
     let v = meta(conn, "confirmed")?;
     v.parse::<u64>()
         .map(EventSeq::global)
-        .map_err(|_| Error::invalid("stored confirmed position", v))
+        .map_err(|e| Error::invalid_because("stored confirmed position", v, e))
 }
 
 fn log_after_of(conn: &Connection, after: EventSeq, limit: i64) -> Result<Vec<StoredEvent>> {
@@ -423,6 +421,7 @@ fn check_header(path: &Path) -> Result<()> {
         return Err(Error::NotAStore {
             path: path.display().to_string(),
             reason: "not an SQLite database".into(),
+            source: None,
         });
     }
     Ok(())
@@ -455,6 +454,7 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
         return Err(Error::NotAStore {
             path: path.display().to_string(),
             reason: "it is another program's SQLite database".into(),
+            source: None,
         });
     }
     if !fresh && version > SCHEMA_VERSION {
@@ -463,6 +463,7 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
             reason: format!(
                 "schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
             ),
+            source: None,
         });
     }
 

@@ -11,7 +11,7 @@ use web_sys::IdbDatabase;
 
 use super::schema::{
     ALL_STORES, CLIENT_ID, CONFIRMED, CURSORS, EVENTLOG, FILES, LOCAL, LogRow, META,
-    REMOTE_DELETES, WRITES, not_a_store,
+    REMOTE_DELETES, WRITES, not_a_store, not_a_store_because,
 };
 use crate::idb;
 
@@ -82,7 +82,7 @@ pub(super) async fn load(db: &IdbDatabase, name: &str) -> Result<Data> {
             .ok_or_else(|| not_a_store(name, format!("a {what} is not a string")))
     };
     let parse = |what: &'static str| {
-        move |e: serde_json::Error| not_a_store(name, format!("unreadable {what}: {e}"))
+        move |e: serde_json::Error| not_a_store_because(name, format!("unreadable {what}"), e)
     };
     let number = |v: &JsValue, what: &str| {
         v.as_f64()
@@ -119,7 +119,7 @@ pub(super) async fn load(db: &IdbDatabase, name: &str) -> Result<Data> {
     }
     for (k, v) in rows(&rd_keys)?.iter().zip(rows(&rd_values)?) {
         let key = ObjectKey::parse(text(&v, "remote delete")?)
-            .map_err(|e| not_a_store(name, format!("unreadable remote delete: {e}")))?;
+            .map_err(|e| not_a_store_because(name, "unreadable remote delete", e))?;
         data.remote_deletes.insert(number(k, "remote delete")?, key);
     }
     let mut meta = BTreeMap::new();

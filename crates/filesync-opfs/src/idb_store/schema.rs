@@ -50,6 +50,20 @@ pub(super) fn not_a_store(name: &str, reason: impl Into<String>) -> Error {
     Error::NotAStore {
         path: format!("IndexedDB database {name:?}"),
         reason: reason.into(),
+        source: None,
+    }
+}
+
+/// [`not_a_store`] keeping the error that showed it as the cause.
+pub(super) fn not_a_store_because(
+    name: &str,
+    reason: impl Into<String>,
+    source: impl Into<filesync_core::BoxError>,
+) -> Error {
+    Error::NotAStore {
+        path: format!("IndexedDB database {name:?}"),
+        reason: reason.into(),
+        source: Some(source.into()),
     }
 }
 
