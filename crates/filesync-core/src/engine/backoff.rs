@@ -48,10 +48,26 @@ impl Backoff {
     }
 
     /// Draw jitter from a deterministic sequence seeded with `seed` (tests).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn with_seed(mut self, seed: u64) -> Self {
         self.source = Source::Seeded(seed);
         self
+    }
+
+    /// [`with_seed`](Self::with_seed) when [`Options::jitter_seed`](super::Options::jitter_seed)
+    /// is set, mixed with `salt` (which transfer, which attempt) so that different schedules
+    /// draw different but reproducible factors; the OS generator otherwise.
+    pub(crate) fn seeded(self, seed: Option<u64>, salt: u64) -> Self {
+        match seed {
+            Some(seed) => self.with_seed(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            None => self,
+        }
+    }
+
+    /// A stable salt for a string (FNV-1a), e.g. a file id.
+    pub(crate) fn salt(text: &str) -> u64 {
+        text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
     }
 
     /// The delay before retry `n` (0-based), before jitter: `min(base × 2ⁿ, cap)`.

@@ -57,7 +57,8 @@ impl Engine {
                     let retry = engine.options.retry;
                     let mut backoff = retry
                         .backoff()
-                        .with_cap(retry.base_delay.saturating_mul(EXCHANGE_MAX_FACTOR));
+                        .with_cap(retry.base_delay.saturating_mul(EXCHANGE_MAX_FACTOR))
+                        .seeded(engine.options.jitter_seed, u64::from(failures));
                     Some(backoff.jittered(failures - 1))
                 }
             };

@@ -17,6 +17,7 @@ use crate::rt::{self, Instant, MaybeSend, MaybeSync, Task};
 use crate::types::FileId;
 use crate::{Error, Result};
 
+use super::backoff::Backoff;
 use super::options::RetryPolicy;
 
 /// Executor limits.
@@ -30,6 +31,8 @@ pub struct ExecutorConfig {
     pub retry: RetryPolicy,
     /// Longest a single attempt may take before it is abandoned and retried.
     pub transfer_timeout: Duration,
+    /// Seed for the retry jitter ([`super::Options::jitter_seed`]); `None`: the OS generator.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for ExecutorConfig {
@@ -39,6 +42,7 @@ impl Default for ExecutorConfig {
             max_concurrent_downloads: 2,
             retry: RetryPolicy::default(),
             transfer_timeout: Duration::from_secs(300),
+            jitter_seed: None,
         }
     }
 }
@@ -237,7 +241,9 @@ impl Executor {
 
     async fn attempts(&self, kind: TransferKind, id: FileId) -> Result<()> {
         let policy = self.config.retry;
-        let mut backoff = policy.backoff();
+        let mut backoff = policy
+            .backoff()
+            .seeded(self.config.jitter_seed, Backoff::salt(id.as_str()));
         let mut first_failure: Option<Instant> = None;
         let mut retry = 0u32;
         loop {

@@ -164,6 +164,7 @@ impl Engine {
                 // A backstop: the handlers time their attempts out themselves (so a hung
                 // attempt is recorded as an error like any other failure).
                 transfer_timeout: engine.options.transfer_timeout.saturating_mul(2),
+                jitter_seed: engine.options.jitter_seed,
             };
             let exec = Executor::start(Arc::new(Transfers(Arc::downgrade(&engine))), config);
             exec.pause(); // until the sync loop has recovered state (ENG-16)

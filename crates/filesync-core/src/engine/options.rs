@@ -38,6 +38,10 @@ pub struct Options {
     pub transfer_timeout: Duration,
     /// Directory the `FileSystem` is rooted at, to build `file://` URLs (API-9).
     pub local_path_root: Option<String>,
+    /// Where the random jitter of every backoff (transfer retries, stream recovery, relay
+    /// exchange) comes from: `None` (the default) draws from the OS; `Some(seed)` makes the
+    /// delays a reproducible sequence, for tests and simulations on a paused clock.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             transfer_timeout: Duration::from_secs(300),
             local_path_root: None,
+            jitter_seed: None,
         }
     }
 }

@@ -86,6 +86,7 @@ impl Engine {
     fn stream_delay(&self, attempt: u32) -> Duration {
         Backoff::new(self.options.stream_recovery_base_delay, STREAM_JITTER)
             .with_cap(self.options.stream_recovery_max_delay)
+            .seeded(self.options.jitter_seed, u64::from(attempt))
             .jittered(attempt.saturating_sub(1))
     }
 

@@ -197,6 +197,37 @@ async fn exe_3_retries_with_backoff_then_succeeds() {
     exec.shutdown().await;
 }
 
+/// With a jitter seed the retry schedule is reproducible: the same seed gives the same
+/// attempt times (jitter on, ±50 %), another seed other times.
+#[tokio::test(start_paused = true)]
+async fn seeded_jitter_replays_the_same_retry_schedule() {
+    async fn schedule(seed: u64) -> Vec<Duration> {
+        let rec = Recorder::new(Duration::ZERO);
+        rec.fail("s", 4);
+        let mut cfg = config(1, 1);
+        cfg.retry.jitter = 0.5;
+        cfg.jitter_seed = Some(seed);
+        let exec = Executor::start(rec.clone(), cfg);
+        exec.enqueue(TransferKind::Upload, id("s"));
+        exec.await_idle().await;
+        exec.shutdown().await;
+        let at = rec.attempts_of("s");
+        assert_eq!(at.len(), 5);
+        at.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+    let first = schedule(7).await;
+    assert_eq!(schedule(7).await, first);
+    assert_ne!(schedule(8).await, first);
+    // Still the policy's schedule: 1, 2, 4, 8 s within ±50 %.
+    for (gap, base) in first.iter().zip([1.0, 2.0, 4.0, 8.0]) {
+        let gap = gap.as_secs_f64();
+        assert!(
+            gap >= base * 0.5 - 0.01 && gap <= base * 1.5 + 0.01,
+            "gap {gap} for base {base}"
+        );
+    }
+}
+
 /// EXE-3, EVT-9: after max retries (6 attempts) the transfer is exhausted, once.
 #[tokio::test(start_paused = true)]
 async fn exe_3_gives_up_after_max_retries() {
