@@ -222,12 +222,7 @@ impl FileSyncBuilder {
         });
         match self.leadership {
             None => {
-                engine.set_leader(true);
-                if let Err(e) = engine.run_sync_loop().await {
-                    engine.emit(SyncEvent::SyncError {
-                        error: e.report(),
-                        context: Some("start".into()),
-                    });
+                if let Err(e) = engine.start_leading().await {
                     engine.shutdown().await;
                     return Err(e);
                 }

@@ -30,26 +30,11 @@ impl Engine {
         let Ok(rows) = self.store.local_states().await else {
             return;
         };
-        let changes: Vec<Event> = rows
-            .into_iter()
-            .filter(|r| {
-                r.upload_status == TransferStatus::InProgress
-                    || r.download_status == TransferStatus::InProgress
-            })
-            .map(|mut r| {
-                for s in [&mut r.upload_status, &mut r.download_status] {
-                    if *s == TransferStatus::InProgress {
-                        *s = TransferStatus::Queued;
-                    }
-                }
-                Event::LocalFileStateUpsert(r)
-            })
-            .collect();
-        if !changes.is_empty()
-            && let Err(e) = self.store.commit(changes).await
-        {
-            tracing::warn!(error = %e, "could not reset in-progress rows");
-        }
+        self.requeue_in_progress(
+            rows.into_iter().map(|r| (r, None)),
+            "reset in-progress rows",
+        )
+        .await;
     }
 
     /// NET-1: offline → healthy: online, resume, re-enqueue every queued row.

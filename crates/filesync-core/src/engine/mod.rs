@@ -254,13 +254,8 @@ impl Engine {
                 if engine.stopped.load(Ordering::Acquire) {
                     return;
                 }
-                engine.set_leader(true);
-                if let Err(e) = engine.run_sync_loop().await {
-                    engine.emit(SyncEvent::SyncError {
-                        error: e.report(),
-                        context: Some("start".into()),
-                    });
-                }
+                // A failed start was reported; the next heartbeat or leadership retries it.
+                let _ = engine.start_leading().await;
             }
             guard.lost().await;
             let Some(engine) = weak.upgrade() else { return };
@@ -283,24 +278,14 @@ impl Engine {
         exec.pause();
         let interrupted = exec.interrupt_inflight();
         let _guard = self.lock_state().await;
-        let mut changes = Vec::new();
+        let mut rows = Vec::new();
         for (kind, id) in interrupted {
-            if let Ok(Some(mut row)) = self.store.local_state(&id).await {
-                let s = match kind {
-                    TransferKind::Upload => &mut row.upload_status,
-                    TransferKind::Download => &mut row.download_status,
-                };
-                if *s == TransferStatus::InProgress {
-                    *s = TransferStatus::Queued;
-                    changes.push(Event::LocalFileStateUpsert(row));
-                }
+            if let Ok(Some(row)) = self.store.local_state(&id).await {
+                rows.push((row, Some(kind)));
             }
         }
-        if !changes.is_empty()
-            && let Err(e) = self.store.commit(changes).await
-        {
-            tracing::warn!(error = %e, "could not reset interrupted transfers");
-        }
+        self.requeue_in_progress(rows, "reset interrupted transfers")
+            .await;
     }
 
     /// Stop every task and transfer this engine started.

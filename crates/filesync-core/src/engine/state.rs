@@ -15,6 +15,37 @@ impl Engine {
         self.state_lock.lock().await
     }
 
+    /// Reset transfers that were `inProgress` to `queued` (the `kind` given, or both when
+    /// `None`) in each row, and commit the rows that changed; a failure is logged with `what`.
+    /// The caller holds [`lock_state`](Self::lock_state).
+    pub(super) async fn requeue_in_progress(
+        &self,
+        rows: impl IntoIterator<Item = (LocalFileState, Option<TransferKind>)>,
+        what: &str,
+    ) {
+        let mut changes = Vec::new();
+        for (mut row, kind) in rows {
+            let mut changed = false;
+            for (k, s) in [
+                (TransferKind::Upload, &mut row.upload_status),
+                (TransferKind::Download, &mut row.download_status),
+            ] {
+                if kind.is_none_or(|only| only == k) && *s == TransferStatus::InProgress {
+                    *s = TransferStatus::Queued;
+                    changed = true;
+                }
+            }
+            if changed {
+                changes.push(Event::LocalFileStateUpsert(row));
+            }
+        }
+        if !changes.is_empty()
+            && let Err(e) = self.store.commit(changes).await
+        {
+            tracing::warn!(error = %e, "could not {what}");
+        }
+    }
+
     pub(super) async fn put_state(&self, row: LocalFileState) -> Result<()> {
         self.store
             .commit(vec![Event::LocalFileStateUpsert(row)])
