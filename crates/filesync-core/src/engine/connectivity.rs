@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 
 use crate::events::SyncEvent;
-use crate::schema::{Event, TransferStatus};
 
 use super::Engine;
 

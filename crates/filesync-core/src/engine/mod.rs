@@ -39,7 +39,7 @@ use crate::fs::FileSystem;
 use crate::preprocess::Preprocessors;
 use crate::remote::RemoteStorage;
 use crate::rt::{self, Instant, Task};
-use crate::schema::{Event, EventSeq, TransferStatus};
+use crate::schema::EventSeq;
 use crate::store::Store;
 use crate::types::{FileId, StoreId};
 

@@ -18,21 +18,21 @@ use super::{Engine, lock};
 /// Each stream-recovery delay is multiplied by a random factor in `1 ± STREAM_JITTER`.
 const STREAM_JITTER: f64 = 0.2;
 
-/// Become the leader and start syncing ([`run_sync_loop`](Self::run_sync_loop)); a
-/// failure is reported as a `sync:error` in the `start` context and returned.
-pub(crate) async fn start_leading(self: &Arc<Self>) -> Result<()> {
-    self.set_leader(true);
-    let started = self.run_sync_loop().await;
-    if let Err(e) = &started {
-        self.emit(SyncEvent::SyncError {
-            error: e.report(),
-            context: Some("start".into()),
-        });
-    }
-    started
-}
-
 impl Engine {
+    /// Become the leader and start syncing ([`run_sync_loop`](Self::run_sync_loop)); a
+    /// failure is reported as a `sync:error` in the `start` context and returned.
+    pub(crate) async fn start_leading(self: &Arc<Self>) -> Result<()> {
+        self.set_leader(true);
+        let started = self.run_sync_loop().await;
+        if let Err(e) = &started {
+            self.emit(SyncEvent::SyncError {
+                error: e.report(),
+                context: Some("start".into()),
+            });
+        }
+        started
+    }
+
     /// ENG-16: start syncing as the leader.
     pub(crate) async fn run_sync_loop(self: &Arc<Self>) -> Result<()> {
         self.recover().await?;
