@@ -167,10 +167,8 @@ impl ContentStore {
     }
 
     fn temp_path(&self) -> LocalPath {
-        let mut rand = [0u8; 12];
-        crate::rt::fill_random(&mut rand);
         store_root(&self.store)
-            .join(&format!("{TEMP_DIR}/{}", hex::encode(rand)))
+            .join(&format!("{TEMP_DIR}/{}", crate::rt::random_hex(12)))
             .unwrap_or_else(|_| unreachable!("hex is a valid path segment"))
     }
 

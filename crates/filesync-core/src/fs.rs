@@ -66,6 +66,23 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// The hidden temporary entry an atomic write of `name` goes through before it is moved over
+/// the target: `.<name>.tmp-<16 hex>` (shared by `NativeFs` and `filesync-opfs`'s `OpfsFs`).
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp-{}", crate::rt::random_hex(8))
+}
+
+/// Whether `name` has the shape of [`temp_name`]'s output (listings hide such entries: a write
+/// in progress, or one a crash cut short).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".tmp-").is_some_and(|(head, tail)| {
+            head.len() > 1
+                && tail.len() == 16
+                && tail.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
 /// A filesystem rooted somewhere, addressed by [`LocalPath`]s that cannot escape the root.
 ///
 /// Contract (checked by `testing::fs`):

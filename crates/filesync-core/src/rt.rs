@@ -256,6 +256,13 @@ pub fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// `bytes` random bytes ([`fill_random`]) as lower-case hex: temporary names, secrets.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    fill_random(&mut buf);
+    hex::encode(buf)
+}
+
 /// A reqwest client builder with this crate's transport settings; every HTTP client in the
 /// crate starts here.
 ///

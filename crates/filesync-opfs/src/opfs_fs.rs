@@ -6,6 +6,7 @@ use std::io::ErrorKind;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use filesync_core::fs::{ByteStream, DirEntry, EntryKind, FileStat, FileSystem};
+use filesync_core::fs::{is_temp_name, temp_name};
 use filesync_core::types::{LocalPath, Timestamp};
 use filesync_core::{Error, Result};
 use futures::StreamExt;
@@ -299,27 +300,6 @@ fn stream_error(e: Error) -> Error {
             source: Box::new(other),
         },
     }
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 8];
-    filesync_core::rt::fill_random(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The temporary entry a write of `name` goes through: `.<name>.tmp-<16 hex>`.
-fn temp_name(name: &str) -> String {
-    format!(".{name}.tmp-{}", random_hex())
-}
-
-/// Whether `name` has the shape of [`temp_name`]'s output (hidden from `list`).
-pub(crate) fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.')
-        && name.rsplit_once(".tmp-").is_some_and(|(head, tail)| {
-            head.len() > 1
-                && tail.len() == 16
-                && tail.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
 }
 
 async fn sub_dir(

@@ -69,13 +69,11 @@ impl NativeFs {
     }
 
     fn temp_path(&self, target: &Path) -> PathBuf {
-        let mut rand = [0u8; 8];
-        crate::rt::fill_random(&mut rand);
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        target.with_file_name(format!(".{name}.tmp-{}", hex::encode(rand)))
+        target.with_file_name(super::temp_name(&name))
     }
 }
 

@@ -126,10 +126,9 @@ fn signing_secret(args: &Args) -> Result<Secret> {
 }
 
 /// 256 random bits as 64 hex characters, from the OS generator.
+/// 256 random bits as 64 hex characters.
 fn random_hex() -> String {
-    let mut bytes = [0u8; 32];
-    filesync_core::rt::fill_random(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    filesync_core::rt::random_hex(32)
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
