@@ -122,7 +122,11 @@ impl OpfsFs {
     /// A filesystem in a new, uniquely named directory `filesync-scratch/<random>`, for tests.
     /// It is not removed automatically: call [`OpfsFs::destroy`].
     pub async fn scratch() -> Result<Self> {
-        Self::open(&format!("filesync-scratch/{}", random_hex())).await
+        Self::open(&format!(
+            "filesync-scratch/{}",
+            filesync_core::rt::random_hex(8)
+        ))
+        .await
     }
 
     /// The base directory below the OPFS root, as given to [`OpfsFs::open`].
