@@ -66,7 +66,7 @@ async fn run() -> AppResult<()> {
     let params =
         web_sys::UrlSearchParams::new_with_str(&location.search().map_err(js)?).map_err(js)?;
     let store = StoreId::sanitize(&params.get("store").unwrap_or_else(|| "demo".into()))
-        .map_err(|e| e.report())?;
+        .map_err(|e| e.to_string())?;
     let token = params.get("token").filter(|t| !t.is_empty());
     let api = format!("{}/api", location.origin().map_err(js)?);
 
