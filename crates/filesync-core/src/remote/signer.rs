@@ -136,6 +136,16 @@ pub(crate) fn network(what: &str, e: reqwest::Error) -> Error {
 /// A non-2xx answer, classified once for every HTTP client in the crate: 404 is
 /// [`Error::NotFound`]; 408, 429, 5xx and expired signed URLs (403 "expired") are retryable;
 /// other statuses are permanent. A JSON `{"error": "..."}` body is quoted.
+/// `resp` when it succeeded, else the [`status_error`] its status and body describe.
+async fn ensure_success(what: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    Err(status_error(what, status, &text))
+}
+
 pub(crate) fn status_error(what: &str, status: StatusCode, body: &str) -> Error {
     if status == StatusCode::NOT_FOUND {
         return Error::NotFound {
@@ -341,12 +351,7 @@ impl RemoteStorage for SignerClient {
             .send()
             .await
             .map_err(|e| network("upload", e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = resp.text().await.unwrap_or_default();
-        Err(status_error("Upload", status, &text))
+        ensure_success("Upload", resp).await.map(drop)
     }
 
     async fn download(&self, key: &ObjectKey) -> Result<Download> {
@@ -358,11 +363,7 @@ impl RemoteStorage for SignerClient {
             .send()
             .await
             .map_err(|e| network("download", e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(status_error("Download", status, &text));
-        }
+        let resp = ensure_success("Download", resp).await?;
         let content_length = resp.content_length();
         let content_type = resp
             .headers()
@@ -388,12 +389,7 @@ impl RemoteStorage for SignerClient {
                 },
             )
             .await?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = resp.text().await.unwrap_or_default();
-        Err(status_error("Delete", status, &text))
+        ensure_success("Delete", resp).await.map(drop)
     }
 
     async fn download_url(&self, key: &ObjectKey) -> Result<String> {
