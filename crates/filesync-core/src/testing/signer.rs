@@ -17,7 +17,7 @@ use crate::types::{ObjectKey, Timestamp};
 pub const EXPIRY: Duration = Duration::from_secs(300);
 
 fn key(prefix: &str, name: &str) -> ObjectKey {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = crate::rt::random_hex(16);
     ObjectKey::parse(format!("{prefix}/{name}-{id}")).expect("a valid test key")
 }
 
