@@ -202,15 +202,70 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the token"));
 }
 
-/// A client process killed with SIGKILL at arbitrary points while pushing and uploading
-/// restarts and finishes: the relay ends with every event exactly once.
+/// How many events of store `demo` the relay holds.
+fn relay_events(tmp: &Path) -> i64 {
+    let relay = rusqlite::Connection::open(tmp.join("relay.sqlite")).unwrap();
+    relay
+        .query_row(
+            "SELECT COUNT(*) FROM relayEvents WHERE store = 'demo'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// How many synced events the client in `dir` holds in its own log (pushed or not).
+fn local_events(dir: &Path) -> i64 {
+    let store = rusqlite::Connection::open(dir.join("filesync.sqlite")).unwrap();
+    store
+        .query_row("SELECT COUNT(*) FROM eventlog", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Start `filesync watch` on `dir` and SIGKILL it as soon as its event stream (stderr) reports
+/// an upload complete: the upload has just committed the file's key as a new local event,
+/// which the exchange loop is about to push.
+fn kill_after_an_upload(dir: &Path, server: &str) {
+    use std::io::BufRead;
+    let mut child = filesync(dir, server, TOKEN)
+        .arg("watch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if line.contains("\"upload:complete\"") && tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let seen = rx.recv_timeout(Duration::from_secs(60));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(seen.is_ok(), "watch completed no upload within 60 s");
+}
+
+/// A client process killed with SIGKILL while pushing and uploading restarts and finishes:
+/// the relay ends with every event exactly once.
+///
+/// Each of the five kills must land mid-push: that run pushed something (the relay gained
+/// events) and the client's log still held events the relay did not (the relay is behind the
+/// only client writing to it). A kill that missed (the push had already caught up) is retried
+/// with a new `watch`, up to four times per kill point.
 #[test]
 fn sigkilled_client_neither_loses_nor_duplicates_events() {
+    const FILES: usize = 40;
+    const KILLS: usize = 5;
+    const TRIES: usize = 4;
     let servers = start_servers();
     let (tmp, server) = (&servers.tmp, servers.server.clone());
     let a = tmp.path().join("a");
     let mut files = Vec::new();
-    for n in 0..15 {
+    for n in 0..FILES {
         let f = tmp.path().join(format!("f{n}.txt"));
         std::fs::write(&f, format!("file number {n}")).unwrap();
         files.push(f.to_str().unwrap().to_owned());
@@ -218,22 +273,36 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
     let mut args = vec!["save"];
     args.extend(files.iter().map(String::as_str));
     cli(&a, &server, &args);
-    for delay_ms in [30u64, 80, 150, 250, 400] {
-        let mut child = filesync(&a, &server, TOKEN)
-            .arg("watch")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+    let mut landed = Vec::new();
+    for kill in 1..=KILLS {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = relay_events(tmp.path());
+            kill_after_an_upload(&a, &server);
+            let (relay, local) = (relay_events(tmp.path()), local_events(&a));
+            assert!(relay <= local, "the relay holds {relay}, the client {local}");
+            if before < relay && relay < local {
+                landed.push((kill, tries, before, relay, local));
+                break;
+            }
+            assert!(
+                tries < TRIES,
+                "kill {kill} never landed mid-push in {TRIES} tries (last: relay {before} -> \
+                 {relay}, client {local}); landed so far: {landed:?}"
+            );
+        }
     }
+    eprintln!(
+        "{} of {KILLS} kill points landed mid-push (kill, tries, relay before, relay after, \
+         client log): {landed:?}",
+        landed.len()
+    );
     cli(&a, &server, &["sync"]);
     let b = tmp.path().join("b");
     cli(&b, &server, &["sync"]);
     let listed = stdout(&cli(&b, &server, &["--json", "ls"]));
-    assert_eq!(listed.lines().count(), 15);
+    assert_eq!(listed.lines().count(), FILES);
     assert!(
         listed.lines().all(|l| l.contains(r#""state":"local""#)),
         "{listed}"
@@ -248,6 +317,7 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
         .unwrap();
     assert_eq!(count, max, "sequence numbers have no gaps");
     assert_eq!(count, distinct, "no event is stored twice");
+    assert_eq!(count, local_events(&a), "the relay holds the client's whole log");
     let created: i64 = relay
         .query_row(
             "SELECT COUNT(*) FROM relayEvents WHERE name = 'v1.FileCreated'",
@@ -255,7 +325,7 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(created, 15);
+    assert_eq!(created, FILES as i64);
 }
 
 /// `watch` prints files created, updated and deleted on other devices as they arrive; a client
