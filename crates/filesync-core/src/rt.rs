@@ -352,7 +352,9 @@ mod tests {
     async fn join_resumes_the_panic_of_the_task() {
         use futures::FutureExt;
         let task = spawn(async { panic!("boom in the task") });
-        let joined = std::panic::AssertUnwindSafe(task.join()).catch_unwind().await;
+        let joined = std::panic::AssertUnwindSafe(task.join())
+            .catch_unwind()
+            .await;
         let payload = joined.expect_err("the panic reaches join");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in the task"));
         // The runtime survived: tasks still run and join normally.

@@ -22,9 +22,7 @@ use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
 use futures::StreamExt;
 
-use common::engine::{
-    Disk, buffered, fast, forward, until_downloaded, until_uploaded, uploaded,
-};
+use common::engine::{Disk, buffered, fast, forward, until_downloaded, until_uploaded, uploaded};
 use common::{eventually, store_id, text};
 
 mod common;
@@ -286,10 +284,7 @@ async fn net_1_offline_then_online_resumes_uploads() {
         c.sync.is_online() && uploaded(&*c.store, &saved.file_id).await
     })
     .await;
-    let kinds: Vec<&str> = buffered(&mut events)
-        .iter()
-        .map(SyncEvent::kind)
-        .collect();
+    let kinds: Vec<&str> = buffered(&mut events).iter().map(SyncEvent::kind).collect();
     let off = kinds.iter().position(|k| *k == "offline").unwrap();
     let on = kinds.iter().position(|k| *k == "online").unwrap();
     assert!(off < on, "{kinds:?}");
@@ -304,16 +299,19 @@ async fn net_2_starts_online_and_only_a_probe_takes_it_offline() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     remote.set_offline(true);
     let Disk { fs, store } = Disk::memory();
-    let sync = Disk { fs, store: Arc::clone(&store) }
-        .builder(STORE)
-        .with_options(Options {
-            health_check_interval: Duration::from_secs(3600),
-            ..fast()
-        })
-        .with_remote(Arc::new(remote.clone()))
-        .start()
-        .await
-        .unwrap();
+    let sync = Disk {
+        fs,
+        store: Arc::clone(&store),
+    }
+    .builder(STORE)
+    .with_options(Options {
+        health_check_interval: Duration::from_secs(3600),
+        ..fast()
+    })
+    .with_remote(Arc::new(remote.clone()))
+    .start()
+    .await
+    .unwrap();
     assert!(sync.is_online(), "the initial state is online");
     assert_eq!(remote.calls("health"), 0, "nothing probed yet");
     sync.save_file(text("n", "probe me")).await.unwrap();

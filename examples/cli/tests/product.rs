@@ -281,7 +281,10 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
             let before = relay_events(tmp.path());
             kill_after_an_upload(&a, &server);
             let (relay, local) = (relay_events(tmp.path()), local_events(&a));
-            assert!(relay <= local, "the relay holds {relay}, the client {local}");
+            assert!(
+                relay <= local,
+                "the relay holds {relay}, the client {local}"
+            );
             if before < relay && relay < local {
                 landed.push((kill, tries, before, relay, local));
                 break;
@@ -317,7 +320,11 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
         .unwrap();
     assert_eq!(count, max, "sequence numbers have no gaps");
     assert_eq!(count, distinct, "no event is stored twice");
-    assert_eq!(count, local_events(&a), "the relay holds the client's whole log");
+    assert_eq!(
+        count,
+        local_events(&a),
+        "the relay holds the client's whole log"
+    );
     let created: i64 = relay
         .query_row(
             "SELECT COUNT(*) FROM relayEvents WHERE name = 'v1.FileCreated'",
