@@ -202,51 +202,67 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the token"));
 }
 
-/// How many events of store `demo` the relay holds.
-fn relay_events(tmp: &Path) -> i64 {
-    let relay = rusqlite::Connection::open(tmp.join("relay.sqlite")).unwrap();
+/// How many events of store `demo` the relay holds (`None` while the database is busy).
+fn relay_events(relay: &rusqlite::Connection) -> Option<i64> {
     relay
         .query_row(
             "SELECT COUNT(*) FROM relayEvents WHERE store = 'demo'",
             [],
             |r| r.get(0),
         )
-        .unwrap()
+        .ok()
 }
 
-/// How many synced events the client in `dir` holds in its own log (pushed or not).
-fn local_events(dir: &Path) -> i64 {
-    let store = rusqlite::Connection::open(dir.join("filesync.sqlite")).unwrap();
+/// How many synced events the client holds in its own log, pushed or not (`None` while the
+/// database is busy).
+fn local_events(store: &rusqlite::Connection) -> Option<i64> {
     store
         .query_row("SELECT COUNT(*) FROM eventlog", [], |r| r.get(0))
-        .unwrap()
+        .ok()
 }
 
-/// Start `filesync watch` on `dir` and SIGKILL it as soon as its event stream (stderr) reports
-/// an upload complete: the upload has just committed the file's key as a new local event,
-/// which the exchange loop is about to push.
-fn kill_after_an_upload(dir: &Path, server: &str) {
-    use std::io::BufRead;
+/// Connections (used only to read) to the relay's database and to the client's store in `dir`.
+fn databases(tmp: &Path, dir: &Path) -> (rusqlite::Connection, rusqlite::Connection) {
+    let open = |path: PathBuf| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    };
+    (
+        open(tmp.join("relay.sqlite")),
+        open(dir.join("filesync.sqlite")),
+    )
+}
+
+/// Start `filesync watch` on `dir` and SIGKILL it as soon as the relay has gained events in
+/// this run while the client's log holds more than the relay (a push done, another owed).
+/// Returns the relay's count before the run.
+fn kill_while_pushing(tmp: &Path, dir: &Path, server: &str) -> i64 {
+    let (relay, store) = databases(tmp, dir);
+    let before = relay_events(&relay).unwrap();
     let mut child = filesync(dir, server, TOKEN)
         .arg("watch")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(err).lines() {
-            let Ok(line) = line else { return };
-            if line.contains("\"upload:complete\"") && tx.send(()).is_err() {
-                return;
-            }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Some(r), Some(l)) = (relay_events(&relay), local_events(&store))
+            && before < r
+            && r < l
+        {
+            break;
         }
-    });
-    let seen = rx.recv_timeout(Duration::from_secs(60));
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("watch never had a push owed after one landed (relay {before})");
+        }
+        std::thread::sleep(Duration::from_millis(1)); // polling, not a proof
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(seen.is_ok(), "watch completed no upload within 60 s");
+    before
 }
 
 /// A client process killed with SIGKILL while pushing and uploading restarts and finishes:
@@ -254,13 +270,14 @@ fn kill_after_an_upload(dir: &Path, server: &str) {
 ///
 /// Each of the five kills must land mid-push: that run pushed something (the relay gained
 /// events) and the client's log still held events the relay did not (the relay is behind the
-/// only client writing to it). A kill that missed (the push had already caught up) is retried
-/// with a new `watch`, up to four times per kill point.
+/// only client writing to it), read from both databases after the kill. The test kills when it
+/// sees that state; if the push caught up between seeing it and the kill, the kill point is
+/// retried with a new `watch`, up to five times.
 #[test]
 fn sigkilled_client_neither_loses_nor_duplicates_events() {
     const FILES: usize = 40;
     const KILLS: usize = 5;
-    const TRIES: usize = 4;
+    const TRIES: usize = 5;
     let servers = start_servers();
     let (tmp, server) = (&servers.tmp, servers.server.clone());
     let a = tmp.path().join("a");
@@ -272,15 +289,21 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
     }
     let mut args = vec!["save"];
     args.extend(files.iter().map(String::as_str));
-    cli(&a, &server, &args);
+    // Saved offline (nothing listens there), so every push and upload is left to the kills.
+    let offline = format!("http://127.0.0.1:{}/api", free_port());
+    succeeds(&mut filesync(&a, &offline, TOKEN), &args);
     let mut landed = Vec::new();
     for kill in 1..=KILLS {
         let mut tries = 0;
         loop {
             tries += 1;
-            let before = relay_events(tmp.path());
-            kill_after_an_upload(&a, &server);
-            let (relay, local) = (relay_events(tmp.path()), local_events(&a));
+            let before = kill_while_pushing(tmp.path(), &a, &server);
+            // The process is dead: what the two logs hold now is what they held at the kill.
+            let (relay_db, store_db) = databases(tmp.path(), &a);
+            let (relay, local) = (
+                relay_events(&relay_db).unwrap(),
+                local_events(&store_db).unwrap(),
+            );
             assert!(
                 relay <= local,
                 "the relay holds {relay}, the client {local}"
@@ -321,8 +344,8 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
     assert_eq!(count, max, "sequence numbers have no gaps");
     assert_eq!(count, distinct, "no event is stored twice");
     assert_eq!(
-        count,
-        local_events(&a),
+        Some(count),
+        local_events(&databases(tmp.path(), &a).1),
         "the relay holds the client's whole log"
     );
     let created: i64 = relay
