@@ -83,12 +83,16 @@ pub fn now() -> SystemTime {
     SystemTime::now()
 }
 
+/// The payload of a task's panic, as `std::panic::catch_unwind` returns it.
+type Panic = Box<dyn std::any::Any + Send + 'static>;
+
 /// A handle to a task started with [`spawn`]. Dropping it detaches the task.
 #[derive(Debug)]
 pub struct Task {
     abort: AbortHandle,
     finished: Arc<AtomicBool>,
-    done: tokio::sync::oneshot::Receiver<()>,
+    /// Closed when the task ends; carries its panic if it panicked.
+    done: tokio::sync::oneshot::Receiver<Panic>,
 }
 
 impl Task {
@@ -108,9 +112,17 @@ impl Task {
         let _ = self.done.await;
     }
 
-    /// Wait for the task to finish on its own.
+    /// Wait for the task to finish on its own. If the task panicked, the panic is resumed
+    /// here (with its original payload), as `std::thread::JoinHandle::join().unwrap()` would:
+    /// a failure inside the task is never mistaken for a normal end.
+    ///
+    /// Natively the panic is caught where the task runs, so the runtime and other tasks are
+    /// unaffected until `join` resumes it. On `wasm32` (built with `panic = "abort"`) a panic
+    /// aborts the whole module before `join` can see it.
     pub async fn join(self) {
-        let _ = self.done.await;
+        if let Ok(panic) = self.done.await {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 
@@ -120,13 +132,17 @@ where
     F: Future<Output = ()> + MaybeSend + 'static,
 {
     let (abort, registration) = AbortHandle::new_pair();
-    let (tx, done) = tokio::sync::oneshot::channel::<()>();
+    let (tx, done) = tokio::sync::oneshot::channel::<Panic>();
     let finished = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&finished);
     let fut = async move {
-        let _ = Abortable::new(fut, registration).await;
+        // Catch a panic so that `join` can resume it; the panic hook has already reported it.
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut));
+        let outcome = Abortable::new(caught, registration).await;
         flag.store(true, Ordering::Release);
-        drop(tx);
+        if let Ok(Err(panic)) = outcome {
+            let _ = tx.send(panic);
+        }
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -338,6 +354,29 @@ mod tests {
         let probe = done.finished.clone();
         done.join().await;
         assert!(probe.load(Ordering::Acquire));
+    }
+
+    /// `join` resumes the task's panic with its payload; an aborted task joins quietly.
+    #[tokio::test]
+    async fn join_resumes_the_panic_of_the_task() {
+        use futures::FutureExt;
+        let task = spawn(async { panic!("boom in the task") });
+        let joined = std::panic::AssertUnwindSafe(task.join())
+            .catch_unwind()
+            .await;
+        let payload = joined.expect_err("the panic reaches join");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in the task"));
+        // The runtime survived: tasks still run and join normally.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn(async move {
+            let _ = tx.send(7);
+        })
+        .join()
+        .await;
+        assert_eq!(rx.await, Ok(7));
+        let pending = spawn(futures::future::pending());
+        pending.abort();
+        pending.join().await;
     }
 
     #[tokio::test]

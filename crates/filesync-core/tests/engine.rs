@@ -17,14 +17,12 @@ use filesync_core::preprocess::{FileInput, Preprocessor, Processed, match_mime_t
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, FileMetadata, TransferStatus};
 use filesync_core::store::{MemoryStore, SqliteStore, Store};
-use filesync_core::testing::remote::{Fault, FaultyRemote};
+use filesync_core::testing::remote::{Fault, FaultyRemote, HoldingRemote};
 use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync};
 use futures::StreamExt;
 
-use common::engine::{
-    Disk, collect_events, fast, forward, until_downloaded, until_uploaded, uploaded,
-};
+use common::engine::{Disk, buffered, fast, forward, until_downloaded, until_uploaded, uploaded};
 use common::{eventually, store_id, text};
 
 mod common;
@@ -147,7 +145,7 @@ async fn cfg_4_local_only_save_read_update_delete() {
 async fn eng_13_save_uploads_and_publishes_key() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
-    let events = c.sync.events();
+    let mut events = Box::pin(c.sync.events());
     let saved = c.save("a.txt", "upload me").await;
     let key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
     until_uploaded("the upload", &*c.store, &saved.file_id).await;
@@ -159,7 +157,7 @@ async fn eng_13_save_uploads_and_publishes_key() {
         state(&c, &saved.file_id).await,
         (TransferStatus::Done, TransferStatus::Done)
     );
-    let seen = collect_events(events, 100).await;
+    let seen = buffered(&mut events);
     let kinds: Vec<&str> = seen.iter().map(SyncEvent::kind).collect();
     for k in [
         "sync:start",
@@ -225,7 +223,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
     remote.push_fault(Fault::CutAt(3));
     remote.push_fault(Fault::Hang); // half the body, then nothing: the timeout ends it
     let b = client(Some(&remote)).await;
-    let events = b.sync.events();
+    let mut events = Box::pin(b.sync.events());
     forward(&*a.store, &*b.store, EventSeq::ROOT).await;
     until_downloaded("verified download", &*b.store, &saved.file_id).await;
     let content = b.sync.read_file(&saved.file_id).await.unwrap();
@@ -245,8 +243,7 @@ async fn weak_5_corrupt_download_is_retried_never_stored() {
             format!("{}.meta.json", saved.content_hash)
         ]
     );
-    let errors: Vec<SyncEvent> = collect_events(events, 50)
-        .await
+    let errors: Vec<SyncEvent> = buffered(&mut events)
         .into_iter()
         .filter(|e| e.kind() == "download:error")
         .collect();
@@ -278,7 +275,7 @@ async fn weak_14_hung_upload_times_out_then_completes() {
 async fn net_1_offline_then_online_resumes_uploads() {
     let remote = FaultyRemote::new(MemoryRemote::new());
     let c = client(Some(&remote)).await;
-    let events = c.sync.events();
+    let mut events = Box::pin(c.sync.events());
     remote.set_offline(true);
     let saved = c.save("o", "made offline").await;
     eventually("offline", || async { !c.sync.is_online() }).await;
@@ -287,15 +284,44 @@ async fn net_1_offline_then_online_resumes_uploads() {
         c.sync.is_online() && uploaded(&*c.store, &saved.file_id).await
     })
     .await;
-    let kinds: Vec<&str> = collect_events(events, 50)
-        .await
-        .iter()
-        .map(SyncEvent::kind)
-        .collect();
+    let kinds: Vec<&str> = buffered(&mut events).iter().map(SyncEvent::kind).collect();
     let off = kinds.iter().position(|k| *k == "offline").unwrap();
     let on = kinds.iter().position(|k| *k == "online").unwrap();
     assert!(off < on, "{kinds:?}");
     c.sync.shutdown().await;
+}
+
+/// NET-2: connectivity is judged only by probing `/health`, and the initial state is online.
+/// Against an unreachable remote with the health loop far off, a fresh engine is online and
+/// has probed nothing; only a failed upload's probe (NET-4) takes it offline.
+#[tokio::test]
+async fn net_2_starts_online_and_only_a_probe_takes_it_offline() {
+    let remote = FaultyRemote::new(MemoryRemote::new());
+    remote.set_offline(true);
+    let Disk { fs, store } = Disk::memory();
+    let sync = Disk {
+        fs,
+        store: Arc::clone(&store),
+    }
+    .builder(STORE)
+    .with_options(Options {
+        health_check_interval: Duration::from_secs(3600),
+        ..fast()
+    })
+    .with_remote(Arc::new(remote.clone()))
+    .start()
+    .await
+    .unwrap();
+    assert!(sync.is_online(), "the initial state is online");
+    assert_eq!(remote.calls("health"), 0, "nothing probed yet");
+    sync.save_file(text("n", "probe me")).await.unwrap();
+    eventually("offline after a failed probe", || async {
+        !sync.is_online()
+    })
+    .await;
+    assert!(remote.calls("upload") >= 1);
+    assert!(remote.calls("health") >= 1, "a probe decided it");
+    sync.shutdown().await;
 }
 
 /// WEAK-11, ENG-18, EVT-6: a restart with rows left inProgress, queued or in error finishes them.
@@ -388,34 +414,64 @@ async fn weak_6_shared_content_survives_one_delete() {
     c.sync.shutdown().await;
 }
 
-/// TST-3: a file deleted while its upload is in flight leaves the remote empty.
+/// An engine on a `MemoryFs` and `MemoryStore` syncing through `remote`, whose transfers do
+/// not time out while a test holds them (the `fast` options otherwise).
+async fn held_client(remote: &HoldingRemote<MemoryRemote>) -> Client {
+    let Disk { fs, store } = Disk::memory();
+    let disk = Disk { fs, store };
+    let sync = disk
+        .builder(STORE)
+        .with_options(Options {
+            transfer_timeout: Duration::from_secs(3600),
+            ..fast()
+        })
+        .with_remote(Arc::new(remote.clone()))
+        .start()
+        .await
+        .unwrap();
+    Client {
+        sync,
+        fs: disk.fs,
+        store: disk.store,
+    }
+}
+
+/// TST-3: a file deleted while its upload is in flight leaves the remote empty. The upload is
+/// held after its bytes were read; the file is deleted; then the upload completes (the object
+/// is stored) and the engine, finding the file deleted, removes the object again.
 #[tokio::test]
 async fn tst_3_delete_during_upload_leaves_remote_empty() {
-    let remote = FaultyRemote::new(MemoryRemote::new());
-    remote.push_fault(Fault::Hang); // first attempt hangs until the timeout
-    let c = client(Some(&remote)).await;
+    let remote = HoldingRemote::new(MemoryRemote::new());
+    let c = held_client(&remote).await;
     let saved = c.save("d", "short-lived").await;
-    eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
+    let held = remote.until_held(1).await;
+    assert_eq!(held[0].content_hash, saved.content_hash);
     c.sync.delete_file(&saved.file_id).await.unwrap();
+    remote.open();
+    remote.until_finished(1).await;
     c.sync.await_idle().await;
     assert!(remote.keys().is_empty(), "{:?}", remote.keys());
+    assert_eq!(remote.held().len(), 1, "no upload after the delete");
+    assert!(c.store.local_state(&saved.file_id).await.unwrap().is_none());
     c.sync.shutdown().await;
 }
 
 /// WEAK-12: content updated during an upload never gets the old key; the new content is
-/// uploaded and published under its own key.
+/// uploaded and published under its own key. The first upload is held after its bytes were
+/// read; the file is updated; then the old upload completes and must not publish.
 #[tokio::test]
 async fn weak_12_update_during_upload_publishes_the_right_key() {
-    let remote = FaultyRemote::new(MemoryRemote::new());
-    remote.push_fault(Fault::Hang);
-    let c = client(Some(&remote)).await;
+    let remote = HoldingRemote::new(MemoryRemote::new());
+    let c = held_client(&remote).await;
     let saved = c.save("u", "version one").await;
-    eventually("upload started", || async { remote.calls("upload") >= 1 }).await;
+    let held = remote.until_held(1).await;
+    assert_eq!(held[0].content_hash, saved.content_hash);
     let updated = c
         .sync
         .update_file(&saved.file_id, text("u", "version two"))
         .await
         .unwrap();
+    remote.open();
     let new_key = ObjectKey::for_content(&store_id(STORE), &updated.content_hash);
     eventually("new content published", || async {
         c.store
@@ -429,6 +485,12 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
     })
     .await;
     c.sync.await_idle().await;
+    let hashes: Vec<_> = remote.held().iter().map(|r| r.content_hash).collect();
+    assert_eq!(
+        hashes,
+        [saved.content_hash, updated.content_hash],
+        "the old upload finished after the update, then the new one ran"
+    );
     let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
     assert_eq!(rec.content_hash, updated.content_hash);
     assert_eq!(remote.object(&new_key).unwrap(), "version two");

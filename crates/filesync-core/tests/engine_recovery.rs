@@ -20,10 +20,10 @@ use filesync_core::testing::remote::{Fault, FaultyRemote};
 use filesync_core::types::{FileId, ObjectKey};
 use filesync_core::{Error, FileSync, Result};
 use filesync_core::{Options, RetryPolicy};
-use futures::{Stream, StreamExt};
+
 use tokio::sync::watch;
 
-use common::engine::{forward, until, until_uploaded};
+use common::engine::{buffered, forward, until, until_uploaded};
 use common::{eventually, store_id, text};
 
 mod common;
@@ -33,6 +33,8 @@ struct Flaky {
     inner: MemoryStore,
     failing_reads: AtomicUsize,
     blind: AtomicBool,
+    /// How often `head` was read: while idle, only the heartbeat's stall check reads it.
+    head_reads: AtomicUsize,
     commits: Mutex<Vec<Vec<&'static str>>>,
 }
 
@@ -76,6 +78,7 @@ impl Store for Flaky {
         self.inner.events_after(after, limit).await
     }
     async fn head(&self) -> Result<EventSeq> {
+        self.head_reads.fetch_add(1, Ordering::AcqRel);
         self.inner.head().await
     }
     fn watch(&self) -> watch::Receiver<EventSeq> {
@@ -126,20 +129,6 @@ async fn start(store: &Arc<Flaky>, options: Options) -> FileSync {
         .start()
         .await
         .unwrap()
-}
-
-/// The events `events` delivers within `ms` milliseconds, as collected by a timeout that
-/// keeps what it collected only if the stream ended first.
-async fn drained(events: &mut (impl Stream<Item = SyncEvent> + Unpin), ms: u64) -> Vec<SyncEvent> {
-    filesync_core::rt::timeout(Duration::from_millis(ms), async {
-        let mut v = Vec::new();
-        while let Some(e) = events.next().await {
-            v.push(e);
-        }
-        v
-    })
-    .await
-    .unwrap_or_default()
 }
 
 /// NET-6, EVT-3, EVT-4: a failing stream emits `sync:stream-error` with attempts counting
@@ -200,8 +189,11 @@ async fn net_7_heartbeat_restarts_an_exhausted_stream() {
 }
 
 /// NET-7, WEAK-10: a stream that stops delivering while file events exist is restarted
-/// (`stream-stalled`); an idle stream (nothing new) is not.
-#[tokio::test]
+/// (`stream-stalled`); an idle stream (nothing new) is not. On a paused clock: the idle check
+/// waits until the heartbeat has compared the cursor with the head several times (each
+/// comparison reads the head; nothing else does while idle), then looks at every event
+/// emitted meanwhile.
+#[tokio::test(start_paused = true)]
 async fn net_7_stall_detected_without_false_positive() {
     let store = Arc::new(Flaky::default());
     let sync = start(&store, options()).await;
@@ -211,13 +203,17 @@ async fn net_7_stall_detected_without_false_positive() {
         *e == SyncEvent::SyncComplete
     })
     .await;
-    // Idle for several heartbeats: no recovery of any kind.
-    let idle: Vec<SyncEvent> = drained(&mut events, 400).await;
+    // Idle for several heartbeats past the stall threshold: five stall checks, no recovery.
+    let before = store.head_reads.load(Ordering::Acquire);
+    eventually("five stall checks while idle", || async {
+        store.head_reads.load(Ordering::Acquire) >= before + 5
+    })
+    .await;
+    let idle = buffered(&mut events);
     assert!(
         idle.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
         "{idle:?}"
     );
-    let mut events = Box::pin(sync.events());
     store.blind.store(true, Ordering::Release);
     sync.save_file(text("t", "second")).await.unwrap();
     until(&mut events, "stall", |e| {
@@ -234,8 +230,11 @@ async fn net_7_stall_detected_without_false_positive() {
     sync.shutdown().await;
 }
 
-/// NET-7: heartbeat interval 0 disables it (no recovery even for an exhausted stream).
-#[tokio::test]
+/// NET-7: heartbeat interval 0 disables it: an exhausted stream stays dead. On a paused clock
+/// a control engine with the same faults and a 40 ms heartbeat runs beside it; once the
+/// control's heartbeat has restarted its stream three times (at least three intervals after
+/// the first engine's stream died), every event the first engine emitted meanwhile is checked.
+#[tokio::test(start_paused = true)]
 async fn net_7_zero_interval_disables_heartbeat() {
     let store = Arc::new(Flaky::default());
     let sync = start(
@@ -253,11 +252,34 @@ async fn net_7_zero_interval_disables_heartbeat() {
         e.kind() == "sync:stream-exhausted"
     })
     .await;
-    let after: Vec<SyncEvent> = drained(&mut events, 300).await;
+
+    let control_store = Arc::new(Flaky::default());
+    let control = start(&control_store, options()).await;
+    let mut control_events = Box::pin(control.events());
+    control_store
+        .failing_reads
+        .store(usize::MAX, Ordering::Release); // exhausted after every restart
+    control.save_file(text("t", "c")).await.unwrap();
+    for n in 1..=3 {
+        until(&mut control_events, &format!("control recovery {n}"), |e| {
+            *e == SyncEvent::HeartbeatRecovery {
+                reason: HeartbeatReason::StreamDead,
+            }
+        })
+        .await;
+    }
+
+    let after = buffered(&mut events);
     assert!(
         after.iter().all(|e| e.kind() != "sync:heartbeat-recovery"),
         "{after:?}"
     );
+    assert_ne!(
+        store.cursor().await.unwrap().last_event_sequence,
+        store.head().await.unwrap(),
+        "the stream stayed dead: the save was never handled"
+    );
+    control.shutdown().await;
     sync.shutdown().await;
 }
 

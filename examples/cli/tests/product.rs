@@ -202,38 +202,133 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused the token"));
 }
 
-/// A client process killed with SIGKILL at arbitrary points while pushing and uploading
-/// restarts and finishes: the relay ends with every event exactly once.
+/// How many events of store `demo` the relay holds (`None` while the database is busy).
+fn relay_events(relay: &rusqlite::Connection) -> Option<i64> {
+    relay
+        .query_row(
+            "SELECT COUNT(*) FROM relayEvents WHERE store = 'demo'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+/// How many synced events the client holds in its own log, pushed or not (`None` while the
+/// database is busy).
+fn local_events(store: &rusqlite::Connection) -> Option<i64> {
+    store
+        .query_row("SELECT COUNT(*) FROM eventlog", [], |r| r.get(0))
+        .ok()
+}
+
+/// Connections (used only to read) to the relay's database and to the client's store in `dir`.
+fn databases(tmp: &Path, dir: &Path) -> (rusqlite::Connection, rusqlite::Connection) {
+    let open = |path: PathBuf| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    };
+    (
+        open(tmp.join("relay.sqlite")),
+        open(dir.join("filesync.sqlite")),
+    )
+}
+
+/// Start `filesync watch` on `dir` and SIGKILL it as soon as the relay has gained events in
+/// this run while the client's log holds more than the relay (a push done, another owed).
+/// Returns the relay's count before the run.
+fn kill_while_pushing(tmp: &Path, dir: &Path, server: &str) -> i64 {
+    let (relay, store) = databases(tmp, dir);
+    let before = relay_events(&relay).unwrap();
+    let mut child = filesync(dir, server, TOKEN)
+        .arg("watch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Some(r), Some(l)) = (relay_events(&relay), local_events(&store))
+            && before < r
+            && r < l
+        {
+            break;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("watch never had a push owed after one landed (relay {before})");
+        }
+        std::thread::sleep(Duration::from_millis(1)); // polling, not a proof
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    before
+}
+
+/// A client process killed with SIGKILL while pushing and uploading restarts and finishes:
+/// the relay ends with every event exactly once.
+///
+/// Each of the five kills must land mid-push: that run pushed something (the relay gained
+/// events) and the client's log still held events the relay did not (the relay is behind the
+/// only client writing to it), read from both databases after the kill. The test kills when it
+/// sees that state; if the push caught up between seeing it and the kill, the kill point is
+/// retried with a new `watch`, up to five times.
 #[test]
 fn sigkilled_client_neither_loses_nor_duplicates_events() {
+    const FILES: usize = 40;
+    const KILLS: usize = 5;
+    const TRIES: usize = 5;
     let servers = start_servers();
     let (tmp, server) = (&servers.tmp, servers.server.clone());
     let a = tmp.path().join("a");
     let mut files = Vec::new();
-    for n in 0..15 {
+    for n in 0..FILES {
         let f = tmp.path().join(format!("f{n}.txt"));
         std::fs::write(&f, format!("file number {n}")).unwrap();
         files.push(f.to_str().unwrap().to_owned());
     }
     let mut args = vec!["save"];
     args.extend(files.iter().map(String::as_str));
-    cli(&a, &server, &args);
-    for delay_ms in [30u64, 80, 150, 250, 400] {
-        let mut child = filesync(&a, &server, TOKEN)
-            .arg("watch")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+    // Saved offline (nothing listens there), so every push and upload is left to the kills.
+    let offline = format!("http://127.0.0.1:{}/api", free_port());
+    succeeds(&mut filesync(&a, &offline, TOKEN), &args);
+    let mut landed = Vec::new();
+    for kill in 1..=KILLS {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let before = kill_while_pushing(tmp.path(), &a, &server);
+            // The process is dead: what the two logs hold now is what they held at the kill.
+            let (relay_db, store_db) = databases(tmp.path(), &a);
+            let (relay, local) = (
+                relay_events(&relay_db).unwrap(),
+                local_events(&store_db).unwrap(),
+            );
+            assert!(
+                relay <= local,
+                "the relay holds {relay}, the client {local}"
+            );
+            if before < relay && relay < local {
+                landed.push((kill, tries, before, relay, local));
+                break;
+            }
+            assert!(
+                tries < TRIES,
+                "kill {kill} never landed mid-push in {TRIES} tries (last: relay {before} -> \
+                 {relay}, client {local}); landed so far: {landed:?}"
+            );
+        }
     }
+    eprintln!(
+        "{} of {KILLS} kill points landed mid-push (kill, tries, relay before, relay after, \
+         client log): {landed:?}",
+        landed.len()
+    );
     cli(&a, &server, &["sync"]);
     let b = tmp.path().join("b");
     cli(&b, &server, &["sync"]);
     let listed = stdout(&cli(&b, &server, &["--json", "ls"]));
-    assert_eq!(listed.lines().count(), 15);
+    assert_eq!(listed.lines().count(), FILES);
     assert!(
         listed.lines().all(|l| l.contains(r#""state":"local""#)),
         "{listed}"
@@ -248,6 +343,11 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
         .unwrap();
     assert_eq!(count, max, "sequence numbers have no gaps");
     assert_eq!(count, distinct, "no event is stored twice");
+    assert_eq!(
+        Some(count),
+        local_events(&databases(tmp.path(), &a).1),
+        "the relay holds the client's whole log"
+    );
     let created: i64 = relay
         .query_row(
             "SELECT COUNT(*) FROM relayEvents WHERE name = 'v1.FileCreated'",
@@ -255,7 +355,7 @@ fn sigkilled_client_neither_loses_nor_duplicates_events() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(created, 15);
+    assert_eq!(created, FILES as i64);
 }
 
 /// `watch` prints files created, updated and deleted on other devices as they arrive; a client

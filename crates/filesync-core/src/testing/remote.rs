@@ -1,4 +1,4 @@
-//! The [`RemoteStorage`] conformance suite, and [`FaultyRemote`].
+//! The [`RemoteStorage`] conformance suite, [`FaultyRemote`] and [`HoldingRemote`].
 //!
 //! The suite has one function per rule of the trait's contract, each on a fresh, empty
 //! remote; run it with [`remote_conformance!`](crate::remote_conformance), one test per rule:
@@ -12,7 +12,8 @@
 //! runtime-specific API.
 //!
 //! [`FaultyRemote`] wraps any [`RemoteStorage`] and injects faults: offline, failures,
-//! corrupted or cut bodies, hangs. It counts calls per method.
+//! corrupted or cut bodies, hangs. It counts calls per method. [`HoldingRemote`] holds each
+//! upload in flight until the test releases it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -197,6 +198,127 @@ impl<R: RemoteStorage> RemoteStorage for FaultyRemote<R> {
             s.offline
         };
         !offline && self.inner.health().await
+    }
+}
+
+/// Wraps a [`RemoteStorage`] and holds every upload in flight until the test lets it go: the
+/// upload's body is read in full, the upload is recorded as held, and only then does it wait
+/// for [`release`](Self::release) (one upload) or [`open`](Self::open) (all, from now on)
+/// before the inner remote stores the bytes and the call returns. A test can so change or
+/// delete a file while its upload is provably in flight. Other calls pass through. Clones
+/// share the gate.
+#[derive(Debug, Clone)]
+pub struct HoldingRemote<R> {
+    inner: R,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug)]
+struct Gate {
+    /// Uploads that reached the gate, in order.
+    held: Mutex<Vec<UploadRequest>>,
+    /// How many uploads reached the gate.
+    arrived: tokio::sync::watch::Sender<usize>,
+    /// How many uploads the inner remote finished (successfully or not).
+    finished: tokio::sync::watch::Sender<usize>,
+    /// One permit per released upload; closed once the gate is open.
+    permits: tokio::sync::Semaphore,
+}
+
+impl<R> std::ops::Deref for HoldingRemote<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.inner
+    }
+}
+
+impl<R: RemoteStorage> HoldingRemote<R> {
+    /// Wrap `inner`, holding every upload until it is released.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            gate: Arc::new(Gate {
+                held: Mutex::default(),
+                arrived: tokio::sync::watch::Sender::new(0),
+                finished: tokio::sync::watch::Sender::new(0),
+                permits: tokio::sync::Semaphore::new(0),
+            }),
+        }
+    }
+
+    /// Wait until `n` uploads in all have reached the gate (their bodies read); what they
+    /// declared, in order of arrival.
+    pub async fn until_held(&self, n: usize) -> Vec<UploadRequest> {
+        let mut arrived = self.gate.arrived.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = arrived.wait_for(|a| *a >= n).await;
+        self.held()
+    }
+
+    /// What every upload that reached the gate declared, in order of arrival.
+    pub fn held(&self) -> Vec<UploadRequest> {
+        self.gate
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Let one held (or the next) upload through.
+    pub fn release(&self) {
+        self.gate.permits.add_permits(1);
+    }
+
+    /// Let every held upload through, and hold none from now on.
+    pub fn open(&self) {
+        self.gate.permits.close();
+    }
+
+    /// Wait until the inner remote has finished `n` uploads in all (each returned, whether it
+    /// stored the bytes or failed).
+    pub async fn until_finished(&self, n: usize) {
+        let mut finished = self.gate.finished.subscribe();
+        let _ = finished.wait_for(|f| *f >= n).await;
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl<R: RemoteStorage> RemoteStorage for HoldingRemote<R> {
+    async fn upload(&self, request: UploadRequest, body: ByteStream) -> Result<()> {
+        let bytes = collect_stream(body).await?;
+        self.gate
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.clone());
+        self.gate.arrived.send_modify(|a| *a += 1);
+        // A closed semaphore (an open gate) lets everyone through.
+        if let Ok(permit) = self.gate.permits.acquire().await {
+            permit.forget();
+        }
+        let result = self
+            .inner
+            .upload(request, crate::fs::bytes_stream(bytes))
+            .await;
+        self.gate.finished.send_modify(|f| *f += 1);
+        result
+    }
+
+    async fn download(&self, key: &ObjectKey) -> Result<Download> {
+        self.inner.download(key).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn download_url(&self, key: &ObjectKey) -> Result<String> {
+        self.inner.download_url(key).await
+    }
+
+    async fn health(&self) -> bool {
+        self.inner.health().await
     }
 }
 

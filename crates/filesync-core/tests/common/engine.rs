@@ -123,16 +123,16 @@ pub async fn forward(
     last
 }
 
-/// The events `events` delivers within `ms` milliseconds.
-pub async fn collect_events(events: impl Stream<Item = SyncEvent>, ms: u64) -> Vec<SyncEvent> {
+/// Every event `events` has already received, without waiting for more: a negative check
+/// first waits for a condition under which the event would have been emitted, then looks
+/// here. (Unconstrained by tokio's co-operative budget, so a long backlog is read in full.)
+pub fn buffered(events: &mut (impl Stream<Item = SyncEvent> + Unpin)) -> Vec<SyncEvent> {
     let mut out = Vec::new();
-    let mut events = std::pin::pin!(events);
-    let _ = tokio::time::timeout(Duration::from_millis(ms), async {
-        while let Some(e) = events.next().await {
-            out.push(e);
-        }
-    })
-    .await;
+    while let Some(Some(e)) =
+        futures::FutureExt::now_or_never(tokio::task::unconstrained(events.next()))
+    {
+        out.push(e);
+    }
     out
 }
 
