@@ -494,6 +494,12 @@ async fn weak_12_update_during_upload_publishes_the_right_key() {
     let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
     assert_eq!(rec.content_hash, updated.content_hash);
     assert_eq!(remote.object(&new_key).unwrap(), "version two");
+    // The old content's object, stored after the update, is not left behind.
+    let old_key = ObjectKey::for_content(&store_id(STORE), &saved.content_hash);
+    assert!(
+        remote.object(&old_key).is_none(),
+        "the superseded upload's object was removed"
+    );
     c.sync.shutdown().await;
 }
 

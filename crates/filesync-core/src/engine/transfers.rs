@@ -257,7 +257,9 @@ impl Engine {
         };
         if now.content_hash != hash {
             // WEAK-12: the content changed meanwhile; never publish this key for the new hash.
-            // The new content's own upload is queued by its FileUpdated.
+            // The new content's own upload is queued by its FileUpdated. The object just
+            // stored is nobody's now (unless another file shares the content): remove it.
+            self.release_remote(&key, &hash).await;
             return Ok(());
         }
         if now.remote_key.as_ref() != Some(&key) {
