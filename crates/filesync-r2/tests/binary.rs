@@ -1,8 +1,8 @@
 //! The `filesync-r2` binary as an operator runs it: refusals of bad settings, a complete
 //! deployment from `--data-dir` alone (proxy, contract routes, relay, a signing secret that
 //! survives restarts), an S3 bucket configured by flags and environment against a real S3
-//! server, graceful shutdown, and 1 GiB streamed up and down with the server's peak memory
-//! measured.
+//! server, graceful shutdown, 1 GiB streamed up and down with the server's peak memory
+//! measured, and a SIGKILL mid-upload whose staging file the next start sweeps.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
