@@ -256,12 +256,14 @@ impl Bucket {
         let path = Self::path(key);
         let _guard = self.lock(key).lock().await;
         writer.shutdown().await?;
+        let TypeStore::Sidecar(meta) = &self.types else {
+            // The type is stored with the bytes; the etag is only reported.
+            return Ok(self.store.head(&path).await.ok().and_then(|m| m.e_tag));
+        };
         let etag = self.store.head(&path).await?.e_tag;
-        if let TypeStore::Sidecar(meta) = &self.types {
-            let record = format!("{}\n{content_type}", etag.as_deref().unwrap_or_default());
-            meta.put(&path, PutPayload::from(Bytes::from(record)))
-                .await?;
-        }
+        let record = format!("{}\n{content_type}", etag.as_deref().unwrap_or_default());
+        meta.put(&path, PutPayload::from(Bytes::from(record)))
+            .await?;
         Ok(etag)
     }
 

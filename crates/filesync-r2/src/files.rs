@@ -7,8 +7,9 @@
 //! or written before that.
 //!
 //! Fixed here: uploads stream into the bucket with bounded memory (WEAK-15), up to a size limit,
-//! are checked against `Content-Length` and a declared `x-amz-checksum-sha256` and leave nothing
-//! behind when they fail or are cut off (WEAK-4); downloads answer single `Range`s, `HEAD`,
+//! are checked against `Content-Length`, the length and SHA-256 the URL signed, a declared
+//! `x-amz-checksum-sha256` and, for a content-addressed key, the key itself (issue 12), and
+//! leave nothing behind when they fail or are cut off (WEAK-4); downloads answer single `Range`s, `HEAD`,
 //! `If-None-Match` (304) and carry a quoted `ETag` (WEAK-18).
 
 use std::sync::Arc;
