@@ -233,7 +233,7 @@ impl Bucket {
             let mut p = root.clone();
             for (i, part) in parts.iter().enumerate() {
                 p.push(part.as_ref());
-                match std::fs::symlink_metadata(&p) {
+                match std::fs::metadata(&p) {
                     Err(_) => return false,
                     Ok(m) if i + 1 < parts.len() && !m.is_dir() => return true,
                     Ok(m) if i + 1 == parts.len() && m.is_dir() => return true,
