@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::Event;
-use crate::types::{ObjectKey, ParseError};
+use crate::types::{ContentHash, ObjectKey, ParseError, StoreId};
 
 /// `POST /v1/sign/upload` (SGN-3). `contentHash` (hex SHA-256) is this project's addition: a
 /// signer may bind it (and the length and type) into the signed request.
@@ -233,6 +233,33 @@ pub fn parse_request_key(raw: &str) -> Result<ObjectKey, ParseError> {
     ObjectKey::parse(raw.trim_start_matches('/'))
 }
 
+/// The hash a content-addressed key names (KEY, ENG-14): `Some` for `<storeId>/<hash>` with a
+/// valid store id and 64 lower-case hex characters, `None` for any other key. Bytes stored
+/// under such a key must hash to it; both servers refuse others (400 `BadDigest`).
+pub fn content_address(key: &ObjectKey) -> Option<ContentHash> {
+    let (store, hash) = key.as_str().split_once('/')?;
+    StoreId::parse(store).ok()?;
+    ContentHash::parse(hash).ok()
+}
+
+/// The longest `contentType` a sign-upload request may declare, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 256;
+
+/// Check a declared `contentType`: printable ASCII (no control characters: it becomes an HTTP
+/// header, signed by S3 and stored by the proxy) and at most [`MAX_CONTENT_TYPE_LEN`] bytes.
+pub fn check_content_type(raw: &str) -> Result<(), ParseError> {
+    let reason = if raw.len() > MAX_CONTENT_TYPE_LEN {
+        "is longer than 256 bytes"
+    } else if raw.chars().any(char::is_control) {
+        "contains control characters"
+    } else if !raw.is_ascii() {
+        "is not ASCII"
+    } else {
+        return Ok(());
+    };
+    Err(ParseError::new("content type", raw, reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +287,36 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn content_addresses_and_content_types() {
+        let h = "ab".repeat(32);
+        let key = |s: &str| ObjectKey::parse(s).unwrap();
+        assert_eq!(
+            content_address(&key(&format!("s-1/{h}"))).map(|c| c.to_hex()),
+            Some(h.clone())
+        );
+        for other in [
+            format!("s/{}", h.to_uppercase()),
+            format!("s/{h}/x"),
+            format!("a/b/{h}"),
+            format!("s/{h}0"),
+            "s/hello".to_owned(),
+            h.clone(),
+        ] {
+            assert_eq!(content_address(&key(&other)), None, "{other}");
+        }
+        assert!(check_content_type("image/png; charset=utf-8").is_ok());
+        for bad in [
+            "text/plain\r\nx-evil: 1",
+            "a\u{7f}",
+            "t\u{0}",
+            "caf\u{e9}/x",
+        ] {
+            assert!(check_content_type(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_content_type(&"a".repeat(MAX_CONTENT_TYPE_LEN + 1)).is_err());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! or written before that.
 //!
 //! Fixed here: uploads stream into the bucket with bounded memory (WEAK-15), up to a size limit,
-//! are checked against `Content-Length` and a declared `x-amz-checksum-sha256` and leave nothing
-//! behind when they fail or are cut off (WEAK-4); downloads answer single `Range`s, `HEAD`,
+//! are checked against `Content-Length`, the length and SHA-256 the URL signed, a declared
+//! `x-amz-checksum-sha256` and, for a content-addressed key, the key itself (issue 12), and
+//! leave nothing behind when they fail or are cut off (WEAK-4); downloads answer single `Range`s, `HEAD`,
 //! `If-None-Match` (304) and carry a quoted `ETag` (WEAK-18).
 
 use std::sync::Arc;
@@ -21,15 +22,15 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
-use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, GetResultPayload};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use filesync_core::contract::ErrorBody;
+use filesync_core::contract::{ErrorBody, content_address};
 use filesync_core::server::{Tokens, key_allowed};
 use filesync_core::types::{ObjectKey, Timestamp};
 
-use crate::signature::{self, Refusal};
+use crate::signature::{self, Bound, Refusal, SignedQuery};
 use crate::{Bucket, R2Proxy};
 
 /// `Cache-Control` on every file (R2-9): keys are content addresses, so bytes never change.
@@ -44,6 +45,8 @@ const READ_CHUNK: usize = 256 * 1024;
 pub(crate) struct FilesState {
     pub(crate) proxy: Arc<R2Proxy>,
     pub(crate) tokens: Tokens,
+    /// The longest URL lifetime this server signs: a later `exp` is refused.
+    pub(crate) max_ttl_s: i64,
 }
 
 /// A refusal: a status and its message (small, unlike a `Response`).
@@ -96,12 +99,13 @@ async fn route(
         Method::DELETE => "DELETE",
         _ => return error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     };
-    if let Err((status, message)) = authorize(state, signed_method, &key, uri, headers) {
-        return error(status, message);
-    }
+    let bound = match authorize(state, signed_method, &key, uri, headers) {
+        Ok(bound) => bound,
+        Err((status, message)) => return error(status, message),
+    };
     let bucket = &state.proxy.bucket;
     match *method {
-        Method::PUT => put(state, &key, headers, body).await,
+        Method::PUT => put(state, &key, bound, headers, body).await,
         Method::DELETE => match bucket.delete(&key).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => internal("delete failed", &e),
@@ -110,31 +114,26 @@ async fn route(
     }
 }
 
+/// What the request may do: `Ok` with what a signed URL binds (nothing for a token).
 fn authorize(
     state: &FilesState,
     method: &str,
     key: &ObjectKey,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), Reject> {
-    let (mut exp, mut sig) = (None, None);
-    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
-        match &*k {
-            "exp" => exp = Some(v.into_owned()),
-            "sig" => sig = Some(v.into_owned()),
-            _ => {}
-        }
-    }
+) -> Result<Bound, Reject> {
     let now_s = Timestamp::now().as_millis().div_euclid(1000);
-    let refusal = match signature::verify(
-        &state.proxy.config.signing_secret,
-        method,
-        key,
-        exp.as_deref(),
-        sig.as_deref(),
-        now_s,
-    ) {
-        Ok(()) => return Ok(()),
+    let refusal = match SignedQuery::parse(uri.query().unwrap_or_default()).and_then(|query| {
+        signature::verify(
+            &state.proxy.config.signing_secret,
+            method,
+            key,
+            &query,
+            now_s,
+            state.max_ttl_s,
+        )
+    }) {
+        Ok(bound) => return Ok(bound),
         Err(r) => r,
     };
     // R2-8.2: a token in the headers (only when tokens are configured: no tokens does not
@@ -143,14 +142,22 @@ fn authorize(
         && let Some(prefixes) = state.tokens.authorize(headers)
     {
         return if key_allowed(key, &prefixes) {
-            Ok(())
+            Ok(Bound::default())
         } else {
             Err((StatusCode::FORBIDDEN, "Forbidden"))
         };
     }
     Err(match refusal {
         Refusal::Missing => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Refusal::Malformed => (
+            StatusCode::BAD_REQUEST,
+            "Invalid signed URL: exp, sig, len and sha256 must each appear once, in canonical form",
+        ),
         Refusal::Expired => (StatusCode::FORBIDDEN, "URL expired"),
+        Refusal::TooFarAhead => (
+            StatusCode::FORBIDDEN,
+            "URL expiry is further ahead than this server signs",
+        ),
         Refusal::BadSignature => (StatusCode::FORBIDDEN, "Invalid signature"),
     })
 }
@@ -167,30 +174,78 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&s
         .map(str::trim)
 }
 
-async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Body) -> Response {
-    let limit = state.proxy.config.max_object_size;
+/// The SHA-256 a `PUT` must have and what says so: the content-addressed key, the signed
+/// `sha256`, the `x-amz-checksum-sha256` header. `Err` when two of them disagree (nothing is
+/// read then).
+fn wanted_sum(
+    key: &ObjectKey,
+    bound: &Bound,
+    headers: &HeaderMap,
+) -> Result<Option<[u8; 32]>, Reject> {
+    let declared: Option<[u8; 32]> = match header_str(headers, "x-amz-checksum-sha256") {
+        None => None,
+        Some(b64) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or((StatusCode::BAD_REQUEST, "Invalid x-amz-checksum-sha256"))?,
+        ),
+    };
+    let sources = [
+        content_address(key).map(|h| *h.as_bytes()),
+        bound.sha256.map(|h| *h.as_bytes()),
+        declared,
+    ];
+    let mut wanted = None;
+    for sum in sources.into_iter().flatten() {
+        if wanted.is_some_and(|w| w != sum) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "BadDigest: the declared checksum contradicts the key or the signed URL",
+            ));
+        }
+        wanted = Some(sum);
+    }
+    Ok(wanted)
+}
+
+async fn put(
+    state: &FilesState,
+    key: &ObjectKey,
+    bound: Bound,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let mut limit = state.proxy.config.max_object_size;
     let declared_len = match header_str(headers, header::CONTENT_LENGTH).map(str::parse::<u64>) {
         None => None,
         Some(Ok(n)) if n > limit => return error(StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid Content-Length"),
     };
-    let declared_sum: Option<[u8; 32]> = match header_str(headers, "x-amz-checksum-sha256") {
-        None => None,
-        Some(b64) => match base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        {
-            Some(sum) => Some(sum),
-            None => return error(StatusCode::BAD_REQUEST, "Invalid x-amz-checksum-sha256"),
-        },
+    if let (Some(signed), Some(declared)) = (bound.length, declared_len)
+        && signed != declared
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Content-Length does not match the signed length",
+        );
+    }
+    // A body longer than the signed length is cut off as soon as it is.
+    limit = limit.min(bound.length.unwrap_or(u64::MAX));
+    let wanted = match wanted_sum(key, &bound, headers) {
+        Ok(w) => w,
+        Err((status, message)) => return error(status, message),
     };
     let content_type = header_str(headers, header::CONTENT_TYPE)
         .filter(|t| !t.is_empty())
         .unwrap_or("application/octet-stream")
         .to_owned();
     let bucket = &state.proxy.bucket;
+    if bucket.collides(key) {
+        return error(StatusCode::CONFLICT, COLLISION);
+    }
     let mut writer = BufWriter::with_capacity(
         Arc::clone(bucket.store()),
         Bucket::path(key),
@@ -199,20 +254,30 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
     .with_max_concurrency(PART_CONCURRENCY)
     .with_attributes(bucket.attributes(&content_type));
     // Dropping the writer (a cut connection drops this future) abandons the upload: a local
-    // staging file is removed, an S3 multipart upload is never completed.
-    // Hashing costs CPU on every byte: done only when there is a declared sum to check.
-    let outcome = stream_into(&mut writer, body, limit, declared_sum.is_some()).await;
+    // staging file is removed (and swept at the next start if the process died), an S3
+    // multipart upload is never completed.
+    // Hashing costs CPU on every byte: done only when there is a sum to check.
+    let outcome = stream_into(&mut writer, body, limit, wanted.is_some()).await;
     let (len, sum) = match outcome {
         Ok(v) => v,
         Err((status, message)) => {
             let _ = writer.abort().await;
+            if status == StatusCode::INTERNAL_SERVER_ERROR && bucket.collides(key) {
+                return error(StatusCode::CONFLICT, COLLISION);
+            }
             return error(status, message);
         }
     };
     let refusal = if declared_len.is_some_and(|n| n != len) {
         Some("Content-Length does not match the body")
-    } else if declared_sum.is_some() && declared_sum != sum {
-        Some("BadDigest: x-amz-checksum-sha256 does not match the body")
+    } else if bound.length.is_some_and(|n| n != len) {
+        Some("The body does not match the signed length")
+    } else if wanted.is_some() && wanted != sum {
+        Some(if content_address(key).is_some() {
+            "BadDigest: the body does not hash to its content-addressed key"
+        } else {
+            "BadDigest: x-amz-checksum-sha256 does not match the body"
+        })
     } else {
         None
     };
@@ -220,21 +285,21 @@ async fn put(state: &FilesState, key: &ObjectKey, headers: &HeaderMap, body: Bod
         let _ = writer.abort().await;
         return error(StatusCode::BAD_REQUEST, message);
     }
-    if let Err(e) = bucket.save_type(key, &content_type).await {
-        let _ = writer.abort().await;
-        return internal("saving the content type failed", &e);
+    match bucket.complete(key, writer, &content_type).await {
+        Ok(etag) => {
+            let mut response = StatusCode::OK.into_response();
+            if let Some(etag) = quoted_etag(etag.as_deref()) {
+                response.headers_mut().insert(header::ETAG, etag);
+            }
+            response
+        }
+        Err(_) if bucket.collides(key) => error(StatusCode::CONFLICT, COLLISION),
+        Err(e) => internal("completing the upload failed", &e),
     }
-    if let Err(e) = writer.shutdown().await {
-        return internal("completing the upload failed", &e);
-    }
-    let mut response = StatusCode::OK.into_response();
-    if let Ok(meta) = bucket.store().head(&Bucket::path(key)).await
-        && let Some(etag) = quoted_etag(meta.e_tag.as_deref())
-    {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
 }
+
+/// The answer to a key that a local bucket cannot hold beside another (`a` and `a/b`).
+const COLLISION: &str = "Conflict: the key collides with another key's directory";
 
 /// Stream `body` into `writer`: the length of what arrived and, when `hash`, its SHA-256.
 /// The hash runs on a blocking thread fed through a bounded channel (the chunks are shared,
@@ -353,6 +418,8 @@ async fn get(bucket: &Bucket, key: &ObjectKey, headers: &HeaderMap, head_only: b
         Err(object_store::Error::NotFound { .. }) => {
             return error(StatusCode::NOT_FOUND, "File not found");
         }
+        // `a/b` when `a` is an object: there is no such object.
+        Err(_) if bucket.collides(key) => return error(StatusCode::NOT_FOUND, "File not found"),
         Err(e) => return internal("reading the object failed", &e),
     };
     let size = info.meta.size;
@@ -371,7 +438,9 @@ async fn get(bucket: &Bucket, key: &ObjectKey, headers: &HeaderMap, head_only: b
             return (StatusCode::NOT_MODIFIED, response_headers).into_response();
         }
     }
-    let content_type = bucket.content_type(key, &info.attributes).await;
+    let content_type = bucket
+        .content_type(key, &info.attributes, info.meta.e_tag.as_deref())
+        .await;
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         response_headers.insert(header::CONTENT_TYPE, v);
     }

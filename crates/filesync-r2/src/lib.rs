@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use filesync_core::contract::UploadMethod;
-use filesync_core::server::s3::upload_headers;
+use filesync_core::server::s3::{check_upload, upload_headers};
 use filesync_core::server::{
     EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
     router_with_fallback, with_cors,
@@ -88,16 +88,18 @@ impl R2Proxy {
         key: &ObjectKey,
         expires_in: Duration,
         now: Timestamp,
+        bound: &signature::Bound,
     ) -> (String, Timestamp) {
         // R2-4: exp = floor(now_s) + ttl; `expiresAt` is exactly exp.
         let exp = now.as_millis().div_euclid(1000) + expires_in.as_secs() as i64;
-        let url = signature::signed_url(
+        let url = signature::signed_url_bound(
             self.config.public_url.as_str(),
             &self.config.files_base_path,
             &self.config.signing_secret,
             method,
             key,
             exp,
+            bound,
         );
         let expires_at = Timestamp::from_millis(exp * 1000).unwrap_or(now);
         (url, expires_at)
@@ -126,10 +128,17 @@ impl ObjectSigner for R2Proxy {
                 source: None,
             });
         }
-        let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now);
-        // Headers the client sends with the bytes; the file route checks the checksum and
-        // stores the type. (The URL format cannot bind them: it is the original's.) The
-        // length is left to the client's HTTP stack: the file route counts the body itself.
+        check_upload(spec)?;
+        // The URL binds the declared length and SHA-256 (`len`, `sha256`, covered by `sig`);
+        // the file route refuses a body that differs from them, and for a content-addressed
+        // key one that does not hash to the key, bound or not.
+        let bound = signature::Bound {
+            length: spec.content_length,
+            sha256: spec.content_hash,
+        };
+        let (url, expires_at) = self.sign("PUT", &spec.key, expires_in, now, &bound);
+        // Headers the client sends with the bytes: the checksum (checked again) and the type
+        // (stored). The length is left to the client's HTTP stack: the route counts the body.
         let mut headers = upload_headers(spec);
         headers.remove("content-length");
         Ok(SignedRequest {
@@ -146,7 +155,8 @@ impl ObjectSigner for R2Proxy {
         expires_in: Duration,
         now: Timestamp,
     ) -> filesync_core::Result<SignedRequest> {
-        let (url, expires_at) = self.sign("GET", key, expires_in, now);
+        let (url, expires_at) =
+            self.sign("GET", key, expires_in, now, &signature::Bound::default());
         Ok(SignedRequest {
             method: UploadMethod::Put,
             url,
@@ -215,6 +225,7 @@ pub fn router_with_static(
     );
     let state = Arc::new(files::FilesState {
         tokens: Tokens::new(&config.tokens),
+        max_ttl_s: i64::try_from(config.expiry().as_secs()).unwrap_or(i64::MAX),
         proxy: Arc::clone(&proxy),
     });
     let files = Router::new()

@@ -1,8 +1,8 @@
 //! The `filesync-r2` binary as an operator runs it: refusals of bad settings, a complete
 //! deployment from `--data-dir` alone (proxy, contract routes, relay, a signing secret that
 //! survives restarts), an S3 bucket configured by flags and environment against a real S3
-//! server, graceful shutdown, and 1 GiB streamed up and down with the server's peak memory
-//! measured.
+//! server, graceful shutdown, 1 GiB streamed up and down with the server's peak memory
+//! measured, and a SIGKILL mid-upload whose staging file the next start sweeps.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -447,5 +447,123 @@ async fn sigkilled_relay_keeps_every_acknowledged_event() {
         assert_eq!(e["seqNum"], *seq);
         assert_eq!(e["args"]["id"], format!("file-{seq}"));
     }
+    assert!(server.stop().await.success());
+}
+
+/// Every staging file (`<name>#<digits>`) under `dir`.
+fn staging_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                pending.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Issue 12 (1d): a server killed with SIGKILL mid-upload leaves its staging file behind; the
+/// object is never served while it is there, and the next start-up sweeps it, keeping the
+/// objects that were completed.
+#[tokio::test]
+async fn sigkill_mid_upload_leaves_nothing_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).await;
+    let http = reqwest::Client::new();
+    let kept = sign(&server.base, "upload", "store/kept.txt").await;
+    let r = http
+        .put(kept["url"].as_str().unwrap())
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Declare 64 MiB, send 4 MiB, and hold the connection open.
+    let up = sign(&server.base, "upload", "store/cut.bin").await;
+    let url = up["url"].as_str().unwrap();
+    let path_and_query = url.strip_prefix(&server.base).unwrap();
+    let addr = server.base.strip_prefix("http://").unwrap();
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut c,
+        format!(
+            "PUT {path_and_query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            64 * 1024 * 1024
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let chunk = vec![3u8; 1024 * 1024];
+    for _ in 0..4 {
+        tokio::io::AsyncWriteExt::write_all(&mut c, &chunk)
+            .await
+            .unwrap();
+    }
+    // The upload is under way: its staging file exists (and has bytes in it).
+    let objects = dir.path().join("objects");
+    let mut staged = Vec::new();
+    for _ in 0..400 {
+        staged = staging_files(&objects);
+        if staged
+            .iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    // Not an object while it is being written.
+    let down = sign(&server.base, "download", "store/cut.bin").await;
+    let r = http
+        .get(down["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut server = server;
+    server.child.start_kill().unwrap(); // SIGKILL, mid-upload
+    server.child.wait().await.unwrap();
+    drop(c);
+    assert_eq!(
+        staging_files(&objects),
+        staged,
+        "the killed process left its staging file"
+    );
+
+    let server = start(dir.path(), &[]).await;
+    assert!(
+        staging_files(dir.path()).is_empty(),
+        "{:?}",
+        staging_files(dir.path())
+    );
+    let down = sign(&server.base, "download", "store/cut.bin").await;
+    let r = http
+        .get(down["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let kept = sign(&server.base, "download", "store/kept.txt").await;
+    let r = http
+        .get(kept["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "kept");
     assert!(server.stop().await.success());
 }

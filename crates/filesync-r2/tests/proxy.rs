@@ -507,10 +507,15 @@ async fn failed_uploads_leave_nothing() {
     // Cut off: declare 16 MiB, send 12 MiB (past the first part), then hang up.
     assert_eq!(upload(&s, "s/cut", b"the old bytes").await.status(), 200);
     let before = s.objects();
-    let url = download_url(&s, "s/cut").await; // any valid PUT URL will do:
+    let url = download_url(&s, "s/cut").await; // any valid PUT URL that binds no length:
+    let unbound = UploadSpec {
+        content_length: None,
+        content_hash: None,
+        ..spec("s/cut", b"")
+    };
     let put_url = s
         .signer()
-        .sign_upload(&spec("s/cut", b""), LIFE, Timestamp::now())
+        .sign_upload(&unbound, LIFE, Timestamp::now())
         .await
         .unwrap()
         .url;

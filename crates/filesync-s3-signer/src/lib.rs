@@ -10,7 +10,7 @@ use aws_sigv4::http_request::{
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use filesync_core::contract::UploadMethod;
-use filesync_core::server::s3::upload_headers;
+use filesync_core::server::s3::{check_upload, upload_headers};
 use filesync_core::server::{HealthReport, ObjectSigner, SignedRequest, UploadSpec};
 use filesync_core::types::{ObjectKey, Timestamp};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -244,7 +244,11 @@ impl ObjectSigner for S3Signer {
         expires_in: Duration,
         now: Timestamp,
     ) -> filesync_core::Result<SignedRequest> {
-        // Every declared header is signed: the bucket refuses other bytes.
+        // A control character in the type, or a hash that contradicts the key: refused.
+        check_upload(spec)?;
+        // Every declared header is signed, and a content-addressed key's checksum always
+        // (`upload_headers`): the bucket refuses other bytes, even from a client that sends
+        // no checksum header (the signature then fails).
         self.presigned("PUT", &spec.key, upload_headers(spec), expires_in, now)
     }
 

@@ -151,6 +151,80 @@ async fn real_server_checks_the_signed_checksum() {
     assert_eq!(put(&up.url, &up.headers, b"right").await, 200);
 }
 
+/// Issue 12 (1a): a URL for a content-addressed key always signs the key's checksum, even when
+/// the client declared nothing: a client that then sends other bytes without any checksum
+/// header is refused by the S3 server itself (the signed header is missing), and nothing is
+/// stored; the right bytes with the headers the signer asked for go through. Signing a
+/// `contentHash` that contradicts the key, or a `contentType` with control characters, is 400
+/// from the contract route (it was 500 for the type).
+#[tokio::test]
+async fn content_addressed_keys_sign_their_checksum() {
+    let (s3, signer) = start().await;
+    let hash = hash_bytes(b"hello");
+    let key = format!("store/{hash}");
+    let addr = serve_signer(
+        signer,
+        RouterConfig {
+            tokens: TokenGrant::parse_all(&["s3-test-token-0123456789"]).unwrap(),
+            ..RouterConfig::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let sign = |body: serde_json::Value| {
+        http.post(format!("http://{addr}/api/v1/sign/upload"))
+            .bearer_auth("s3-test-token-0123456789")
+            .json(&body)
+            .send()
+    };
+    let r = sign(serde_json::json!({ "key": key })).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let signed: serde_json::Value = r.json().await.unwrap();
+    let headers: BTreeMap<String, String> =
+        serde_json::from_value(signed["headers"].clone()).unwrap();
+    assert_eq!(
+        headers.get("x-amz-checksum-sha256").map(String::as_str),
+        Some("LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=")
+    );
+    let url = signed["url"].as_str().unwrap();
+    assert!(url.contains("x-amz-checksum-sha256"), "{url}");
+    let stored = s3.root().join(format!("bkt/{key}"));
+    assert_eq!(put(url, &BTreeMap::new(), b"NOT hello").await, 403);
+    assert!(
+        !stored.exists(),
+        "S3 stored bytes that do not hash to the key"
+    );
+    assert_eq!(put(url, &headers, b"hello").await, 200);
+    assert_eq!(std::fs::read(&stored).unwrap(), b"hello");
+
+    let r = sign(serde_json::json!({
+        "key": key,
+        "contentHash": hash_bytes(b"other").to_string(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "invalid contentHash: does not match the content-addressed key"
+    );
+    for bad in ["text/plain\r\nx-evil: 1", "text/plain\u{0}"] {
+        let r = sign(serde_json::json!({ "key": "store/t.txt", "contentType": bad }))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid contentType: "),
+            "{body}"
+        );
+    }
+}
+
 /// The binary: refuses bad settings with a message naming the variable; serves the contract
 /// on a real bucket; exits cleanly on SIGTERM.
 #[tokio::test]

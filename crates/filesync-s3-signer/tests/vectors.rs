@@ -129,7 +129,7 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
         signed.headers["x-amz-checksum-sha256"],
         "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="
     );
-    // Without declarations the URL signs only `host`, as the original.
+    // Without declarations a content-addressed key still signs its checksum (issue 12)...
     let bare = UploadSpec {
         content_length: None,
         content_type: None,
@@ -138,6 +138,26 @@ async fn weak_1_expiry_and_weak_4_bound_headers() {
     };
     let signed = signer
         .sign_upload(&bare, Duration::from_secs(60), may_24_2013())
+        .await
+        .unwrap();
+    assert!(
+        signed
+            .url
+            .contains("X-Amz-SignedHeaders=host%3Bx-amz-checksum-sha256&"),
+        "{}",
+        signed.url
+    );
+    assert_eq!(
+        signed.headers["x-amz-checksum-sha256"],
+        "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="
+    );
+    // ...and any other key signs only `host`, as the original.
+    let other = UploadSpec {
+        key: ObjectKey::parse("s/photo.png").unwrap(),
+        ..bare
+    };
+    let signed = signer
+        .sign_upload(&other, Duration::from_secs(60), may_24_2013())
         .await
         .unwrap();
     assert!(signed.url.contains("X-Amz-SignedHeaders=host&"));

@@ -19,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::auth::Grant;
 use super::error::{json, layer_statuses, not_found, signing_error};
+use super::s3::check_upload;
 use super::{ApiError, ObjectSigner, RouterConfig, UploadSpec, key_allowed};
 use crate::contract::{
     KeyRequest, SignDownloadResponse, SignUploadRequest, SignUploadResponse, parse_request_key,
@@ -122,6 +123,9 @@ async fn sign_upload<S: ObjectSigner>(
         content_type: req.content_type.filter(|t| !t.trim().is_empty()),
         content_hash,
     };
+    // A control character in the type, or a hash that contradicts the key: 400 on both
+    // servers, before any signer sees it.
+    check_upload(&spec).map_err(signing_error)?;
     let signed = c
         .signer
         .sign_upload(&spec, c.expiry, Timestamp::now())

@@ -13,6 +13,8 @@ use url::Url;
 
 use super::{Secret, UploadSpec};
 use crate::BoxError;
+use crate::contract::{check_content_type, content_address};
+use crate::types::ContentHash;
 
 /// The region when none is given: `auto`, as Cloudflare R2 expects.
 pub const DEFAULT_REGION: &str = "auto";
@@ -253,10 +255,41 @@ fn parse_bool(input: &str) -> Option<bool> {
     }
 }
 
+/// The SHA-256 an upload of `spec` must have: the key's, for a content-addressed key
+/// ([`content_address`]), else the declared `contentHash`. (A declared hash that contradicts
+/// the key is refused by [`check_upload`] before this is asked.)
+pub fn upload_hash(spec: &UploadSpec) -> Option<ContentHash> {
+    content_address(&spec.key).or(spec.content_hash)
+}
+
+/// Check what an upload declares, before anything is signed: the `contentType` is printable
+/// ASCII ([`check_content_type`]) and a `contentHash` agrees with a content-addressed key.
+/// Both servers' sign-upload route and both signers call it; its `InvalidInput` is a 400.
+pub fn check_upload(spec: &UploadSpec) -> crate::Result<()> {
+    if let Some(t) = &spec.content_type {
+        check_content_type(t).map_err(|e| crate::Error::InvalidInput {
+            what: "contentType",
+            reason: e.reason.to_owned(),
+            source: None,
+        })?;
+    }
+    if let (Some(declared), Some(named)) = (spec.content_hash, content_address(&spec.key))
+        && declared != named
+    {
+        return Err(crate::Error::InvalidInput {
+            what: "contentHash",
+            reason: "does not match the content-addressed key".into(),
+            source: None,
+        });
+    }
+    Ok(())
+}
+
 /// The headers an upload of `spec` is sent with, for what it declares: `content-length`,
-/// `content-type` and `x-amz-checksum-sha256` (the SHA-256, base64). `S3Signer` signs all of
-/// them, so the bucket refuses other bytes (WEAK-4, WEAK-17); `R2Proxy` hands out all but the
-/// length and checks them itself in its file route.
+/// `content-type` and `x-amz-checksum-sha256` (the SHA-256, base64: [`upload_hash`], so a
+/// content-addressed key always has it, declared or not). `S3Signer` signs all of them, so the
+/// bucket refuses other bytes (WEAK-4, WEAK-17); `R2Proxy` hands out all but the length and
+/// checks them itself in its file route.
 pub fn upload_headers(spec: &UploadSpec) -> BTreeMap<String, String> {
     use base64::Engine;
     let mut headers = BTreeMap::new();
@@ -266,7 +299,7 @@ pub fn upload_headers(spec: &UploadSpec) -> BTreeMap<String, String> {
     if let Some(t) = &spec.content_type {
         headers.insert("content-type".to_owned(), t.clone());
     }
-    if let Some(h) = &spec.content_hash {
+    if let Some(h) = upload_hash(spec) {
         headers.insert(
             "x-amz-checksum-sha256".to_owned(),
             base64::engine::general_purpose::STANDARD.encode(h.as_bytes()),
@@ -522,7 +555,42 @@ mod tests {
             content_hash: None,
             ..spec
         };
-        assert!(upload_headers(&bare).is_empty());
+        assert_eq!(
+            upload_headers(&bare).into_iter().collect::<Vec<_>>(),
+            vec![(
+                "x-amz-checksum-sha256".to_owned(),
+                "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=".to_owned()
+            )],
+            "a content-addressed key always carries its checksum"
+        );
+        let plain = UploadSpec {
+            key: ObjectKey::parse("s/plain.txt").unwrap(),
+            ..bare.clone()
+        };
+        assert!(upload_headers(&plain).is_empty());
+        assert!(check_upload(&bare).is_ok());
+        let contradicting = UploadSpec {
+            content_hash: Some(ContentHash::parse(&"cd".repeat(32)).unwrap()),
+            ..bare.clone()
+        };
+        assert!(matches!(
+            check_upload(&contradicting),
+            Err(crate::Error::InvalidInput {
+                what: "contentHash",
+                ..
+            })
+        ));
+        let control = UploadSpec {
+            content_type: Some("text/plain\n".into()),
+            ..plain
+        };
+        assert!(matches!(
+            check_upload(&control),
+            Err(crate::Error::InvalidInput {
+                what: "contentType",
+                ..
+            })
+        ));
     }
 
     #[cfg(feature = "cli")]
