@@ -544,3 +544,53 @@ async fn connection_flags_take_effect() {
     assert_eq!(got.status(), 404, "nothing was stored");
     assert!(server.stop().await.success());
 }
+
+/// The attack from the hardening issue, at a smaller scale: under a 64-descriptor limit, 80
+/// clients that each send half a request no longer stop `/api/health`. The cap (16) keeps the
+/// server within its descriptors, the header timeout (1 s) cuts the stalled clients, and the
+/// health request, queued behind all 80 in the listen backlog, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_beyond_the_descriptor_limit_do_not_stop_health() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(["--max-connections", "16", "--header-timeout-secs", "1"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..80 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: te")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let mut health = TcpStream::connect(&addr).await.unwrap();
+    health
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(60), until_closed(&mut health))
+        .await
+        .expect("health was never answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+    let _ = child.kill().await;
+}
