@@ -66,7 +66,7 @@ pub struct ConnectionLimits {
     pub body_read_timeout: Duration,
     /// Connections served at once; more wait to be accepted. Default 512: half the common
     /// 1024 soft limit on open files, because a connection may hold a second descriptor (a
-    /// file being stored or read, or a connection to S3).
+    /// file being stored or read, or a connection to S3). 0 counts as 1.
     pub max_connections: usize,
 }
 
