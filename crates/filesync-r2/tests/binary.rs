@@ -567,3 +567,148 @@ async fn sigkill_mid_upload_leaves_nothing_after_restart() {
     assert_eq!(r.text().await.unwrap(), "kept");
     assert!(server.stop().await.success());
 }
+
+/// Everything the server sends on `stream` until it closes it (end of stream or a reset).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The connection flags reach the binary's server: with `--max-connections 1` a client that
+/// sent half its headers holds the only slot, so `/api/health` is answered only after
+/// `--header-timeout-secs 1` has cut that client (an order of events: when the answer arrives
+/// the cut, which came first, is already readable; the default cap would answer at once); with
+/// `--body-timeout-secs 1` an upload that stops halfway is refused and leaves no object. A cap
+/// of 0 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flags_take_effect() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(
+        refused(&["--data-dir", d, "--token", TOKEN, "--max-connections", "0"])
+            .await
+            .contains("--max-connections")
+    );
+    let server = start(
+        dir.path(),
+        &[
+            "--max-connections",
+            "1",
+            "--header-timeout-secs",
+            "1",
+            "--body-timeout-secs",
+            "1",
+        ],
+    )
+    .await;
+    let addr = server.base.strip_prefix("http://").unwrap().to_owned();
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    let mut health = TcpStream::connect(&addr).await.unwrap();
+    health
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let cut = until_closed(&mut stalled);
+    let answer = until_closed(&mut health);
+    tokio::pin!(cut, answer);
+    let mut cut_seen = false;
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut cut, if !cut_seen => cut_seen = true,
+                answer = &mut answer => return answer,
+            }
+        }
+    })
+    .await
+    .expect("health was never answered");
+    assert!(cut_seen, "answered while the only slot was held: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let up = sign(&server.base, "upload", "store/stalled.txt").await;
+    let url = url::Url::parse(up["url"].as_str().unwrap()).unwrap();
+    let mut head = format!(
+        "PUT {}?{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n",
+        url.path(),
+        url.query().unwrap_or_default()
+    );
+    for (name, value) in up["headers"].as_object().into_iter().flatten() {
+        head.push_str(&format!("{name}: {}\r\n", value.as_str().unwrap()));
+    }
+    head.push_str("\r\nhello");
+    let mut upload = TcpStream::connect(&addr).await.unwrap();
+    upload.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), until_closed(&mut upload))
+        .await
+        .expect("the stalled upload was never cut");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let down = sign(&server.base, "download", "store/stalled.txt").await;
+    let got = reqwest::get(down["url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(got.status(), 404, "nothing was stored");
+    assert!(server.stop().await.success());
+}
+
+/// The attack from the hardening issue, at a smaller scale: under a 64-descriptor limit, 80
+/// clients that each send half a request no longer stop `/api/health`. The cap (16) keeps the
+/// server within its descriptors, the header timeout (1 s) cuts the stalled clients, and the
+/// health request, queued behind all 80 in the listen backlog, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_beyond_the_descriptor_limit_do_not_stop_health() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(["--max-connections", "16", "--header-timeout-secs", "1"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..80 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: te")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let mut health = TcpStream::connect(&addr).await.unwrap();
+    health
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(60), until_closed(&mut health))
+        .await
+        .expect("health was never answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+    let _ = child.kill().await;
+}

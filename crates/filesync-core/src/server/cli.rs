@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::s3::SettingError;
-use super::{EventLog, SqliteEventLog};
+use super::{ConnectionLimits, EventLog, SqliteEventLog};
 
 /// For the server binaries' `main`: log to stderr (filtered by `RUST_LOG`, default `info`),
 /// run `app`, and turn its error into exit code 2 and `<name>: <error>` on stderr, followed by
@@ -161,6 +161,20 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Seconds a client may take to send a request's headers (from connecting, or from the
+    /// first byte of a later request on a kept-alive connection); then it is disconnected.
+    #[arg(long, env = "FILESYNC_HEADER_TIMEOUT_SECS", default_value_t = ConnectionLimits::DEFAULT.header_read_timeout.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait idle for its next request.
+    #[arg(long, env = "FILESYNC_IDLE_TIMEOUT_SECS", default_value_t = ConnectionLimits::DEFAULT.idle_timeout.as_secs())]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may go without sending a byte; then the request fails and
+    /// nothing of it is stored.
+    #[arg(long, env = "FILESYNC_BODY_TIMEOUT_SECS", default_value_t = ConnectionLimits::DEFAULT.body_read_timeout.as_secs())]
+    pub body_timeout_secs: u64,
+    /// Connections served at once; further clients wait to be accepted until one closes.
+    #[arg(long, env = "FILESYNC_MAX_CONNECTIONS", default_value_t = ConnectionLimits::DEFAULT.max_connections)]
+    pub max_connections: usize,
 }
 
 impl ServerArgs {
@@ -188,6 +202,46 @@ impl ServerArgs {
                 .cloned()
                 .collect(),
             ..super::RouterConfig::default()
+        })
+    }
+
+    /// How to serve: the connection timeouts and cap these flags describe (each at least 1)
+    /// and the default grace period.
+    pub fn serve_config(&self) -> std::result::Result<super::ServeConfig, SettingError> {
+        let secs = |value: u64, long: &'static str, env: &'static str| {
+            if value == 0 {
+                Err(SettingError::new(long, env, "must be at least 1"))
+            } else {
+                Ok(std::time::Duration::from_secs(value))
+            }
+        };
+        if self.max_connections == 0 {
+            return Err(SettingError::new(
+                "max-connections",
+                "FILESYNC_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        Ok(super::ServeConfig {
+            limits: ConnectionLimits {
+                header_read_timeout: secs(
+                    self.header_timeout_secs,
+                    "header-timeout-secs",
+                    "FILESYNC_HEADER_TIMEOUT_SECS",
+                )?,
+                idle_timeout: secs(
+                    self.idle_timeout_secs,
+                    "idle-timeout-secs",
+                    "FILESYNC_IDLE_TIMEOUT_SECS",
+                )?,
+                body_read_timeout: secs(
+                    self.body_timeout_secs,
+                    "body-timeout-secs",
+                    "FILESYNC_BODY_TIMEOUT_SECS",
+                )?,
+                max_connections: self.max_connections,
+            },
+            ..super::ServeConfig::default()
         })
     }
 

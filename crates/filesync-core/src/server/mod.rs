@@ -56,7 +56,9 @@ pub use cors::with_cors;
 pub use error::ApiError;
 pub use memory_log::MemoryEventLog;
 pub use relay::{EventLog, SqliteEventLog};
-pub use serve::{SHUTDOWN_GRACE, serve, serve_with_grace};
+pub use serve::{
+    ConnectionLimits, SHUTDOWN_GRACE, ServeConfig, serve, serve_with_config, serve_with_grace,
+};
 pub use tokens::{Secret, TokenGrant, Tokens, key_allowed};
 
 /// What an upload declares; a signer may bind each into the signed request.

@@ -9,7 +9,7 @@ use filesync_core::server::cli::{
     ServerArgs, Started, check_base_path, main_with, shutdown_signal, start,
 };
 use filesync_core::server::s3::{S3Args, SettingError};
-use filesync_core::server::{Secret, serve};
+use filesync_core::server::{Secret, serve_with_config};
 use filesync_r2::{
     Bucket, DEFAULT_FILES_BASE_PATH, Error, R2Config, R2Proxy, Result, S3Settings,
     router_with_static,
@@ -152,6 +152,7 @@ async fn run(args: Args) -> Result<()> {
         "FILESYNC_FILES_BASE_PATH",
     )?;
     let config = args.server.router_config()?;
+    let serve_config = args.server.serve_config()?;
     let bucket = bucket(&args)?;
     let static_dir = args.static_dir.clone();
     if let Some(dir) = &static_dir
@@ -202,7 +203,7 @@ async fn run(args: Args) -> Result<()> {
     let proxy = Arc::new(R2Proxy::new(bucket, r2));
     println!("listening on {addr}");
     let app = router_with_static(proxy, config, relay, static_dir.as_deref());
-    serve(listener, app, shutdown_signal())
+    serve_with_config(listener, app, shutdown_signal(), serve_config)
         .await
         .map_err(Error::Serve)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use filesync_core::server::cli::{ServerArgs, Started, main_with, shutdown_signal, start};
 use filesync_core::server::s3::S3Args;
-use filesync_core::server::{router_with_relay, serve};
+use filesync_core::server::{router_with_relay, serve_with_config};
 use filesync_s3_signer::{Error, Result, S3Settings, S3Signer};
 
 #[derive(Parser, Debug)]
@@ -33,6 +33,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<()> {
     let signer = S3Signer::new(S3Settings::try_from(args.s3)?)?;
     let config = args.server.router_config()?;
+    let serve_config = args.server.serve_config()?;
     let Started {
         relay,
         listener,
@@ -42,10 +43,11 @@ async fn run(args: Args) -> Result<()> {
         .map_err(|e| Error::Start(e.into()))?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
     println!("listening on {addr}");
-    serve(
+    serve_with_config(
         listener,
         router_with_relay(Arc::new(signer), config, relay),
         shutdown_signal(),
+        serve_config,
     )
     .await
     .map_err(Error::Serve)
