@@ -48,7 +48,7 @@ use crate::rt::{BoxFuture, Instant};
 /// How long [`serve`] lets in-flight requests finish after the shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Per-connection limits (see the [module docs](self) for what each one cuts).
+/// Per-connection limits; each field says what it cuts. [`serve_with_config`] applies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Longest wait for a request's headers: from accepting the connection, or on a
