@@ -229,6 +229,7 @@ fn ci(sh: &Shell) -> Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings")
         .run()?;
     step("package (the published crates build from their .crate files alone)");
+    forget_packaged_builds()?;
     // `cargo package` also packs `publish = false` members: leave those out. `--allow-dirty`
     // so a local run with uncommitted edits checks them too (CI's clone is clean anyway).
     cmd!(
@@ -239,6 +240,25 @@ fn ci(sh: &Shell) -> Result<()> {
     step("demo");
     demo::demo(sh)?;
     println!("\nci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo package` verifies each crate against the others' `.crate` files through a local
+/// registry, and Cargo never rebuilds a registry crate whose version it has built before: a
+/// second run in the same target directory would check against the first run's code. Forget
+/// those builds (the fingerprints of every `filesync-*` unit) so each run verifies what it packs.
+fn forget_packaged_builds() -> Result<()> {
+    let fingerprints = target_dir().join("debug").join(".fingerprint");
+    let Ok(entries) = std::fs::read_dir(&fingerprints) else {
+        return Ok(()); // nothing built yet
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("filesync-") {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
     Ok(())
 }
 
