@@ -383,6 +383,32 @@ mod tests {
         );
     }
 
+    /// A `v1.FileDeleted` at `seq` whose `clientId` is `client`.
+    fn deleted(seq: u64, client: &str) -> RelayEvent {
+        serde_json::from_value(serde_json::json!({
+            "name": "v1.FileDeleted",
+            "args": {"id": format!("f{seq}"), "deletedAt": "2026-01-04T08:00:00.000Z"},
+            "seqNum": seq, "parentSeqNum": seq - 1, "clientId": client, "sessionId": "s",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_page_holds_at_least_one_event_and_at_most_limit() {
+        // An event larger than the whole budget (only old or foreign data can be) still
+        // comes alone, so a reader paging by seqNum never stalls.
+        let huge = deleted(1, &"c".repeat(MAX_PAGE_BYTES));
+        let events = || vec![huge.clone(), deleted(2, "c"), deleted(3, "c")];
+        let page = collect_page(events().into_iter().map(Ok), 10).unwrap();
+        assert_eq!(page, vec![huge.clone()]);
+        let small = || (1..=5).map(|n| Ok(deleted(n, "c")));
+        assert_eq!(collect_page(small(), 3).unwrap().len(), 3);
+        assert!(collect_page(small(), 0).unwrap().is_empty());
+        // A source error is returned as is.
+        let failing = vec![Ok(deleted(1, "c")), Err(crate::Error::invalid("x", "y"))];
+        assert!(collect_page(failing, 10).is_err());
+    }
+
     #[test]
     fn s3_6_request_keys() {
         assert_eq!(parse_request_key("//s/abc").unwrap().as_str(), "s/abc");
