@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::Event;
+use crate::schema::{Event, MetadataJson};
 use crate::types::{ContentHash, ObjectKey, ParseError, StoreId};
 
 /// `POST /v1/sign/upload` (SGN-3). `contentHash` (hex SHA-256) is this project's addition: a
@@ -134,6 +134,124 @@ pub enum PushOutcome {
 /// The most events one push may carry.
 pub const MAX_PUSH_BATCH: usize = 1000;
 
+/// The largest `seqNum`, `parentSeqNum`, pull `after` and `Last-Event-ID` a relay accepts:
+/// `i64::MAX`, the largest position SQLite (and most databases) can store. Larger values are
+/// refused (400), never wrapped to the start of the log.
+pub const MAX_SEQ_NUM: u64 = i64::MAX as u64;
+
+/// The most bytes of event JSON one read of a relay log returns (a pull page, a stream
+/// batch): 1 MiB, counted as the page's `events` array (`[`, each event's compact JSON, the
+/// commas, `]`). A read always returns at least one event when there is one after `after`,
+/// so a page may exceed this only by holding a single event larger than it.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// The largest `metadataJson` string a relay stores: 64 KiB (UTF-8 bytes). It must also be
+/// valid JSON.
+pub const MAX_METADATA_JSON_BYTES: usize = 64 * 1024;
+
+/// The longest `clientId` or `sessionId` a relay stores: 128 bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Whether `c` may appear in a `clientId` or `sessionId`: ASCII letters and digits, `-`, `_`,
+/// `.` and `:`. LiveStore's ids (nanoid, alphabet `A-Za-z0-9_-`) and this crate's (UUIDs)
+/// use a subset.
+pub fn is_client_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+/// Check a `clientId` or `sessionId` (`field` names it in the error): 1 to
+/// [`MAX_CLIENT_ID_LEN`] characters allowed by [`is_client_id_char`].
+fn check_client_id(field: &str, id: &str) -> crate::Result<()> {
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
+        return Err(crate::Error::invalid(
+            "relay event",
+            format!("{field} must be 1 to {MAX_CLIENT_ID_LEN} characters"),
+        ));
+    }
+    if !id.chars().all(is_client_id_char) {
+        return Err(crate::Error::invalid(
+            "relay event",
+            format!("{field} may hold only ASCII letters, digits, '-', '_', '.' and ':'"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bounds every relay applies to each pushed event, whatever its position: `seqNum` and
+/// `parentSeqNum` at most [`MAX_SEQ_NUM`]; `clientId` and `sessionId` as
+/// [`is_client_id_char`] and [`MAX_CLIENT_ID_LEN`] say; a `metadataJson` string at most
+/// [`MAX_METADATA_JSON_BYTES`] and valid JSON. Applied by [`decide_append`].
+pub fn check_relay_event(e: &RelayEvent) -> crate::Result<()> {
+    if e.seq_num > MAX_SEQ_NUM || e.parent_seq_num > MAX_SEQ_NUM {
+        return Err(crate::Error::invalid(
+            "relay event",
+            format!("seqNum and parentSeqNum must be at most {MAX_SEQ_NUM}"),
+        ));
+    }
+    check_client_id("clientId", &e.client_id)?;
+    check_client_id("sessionId", &e.session_id)?;
+    let metadata = match &e.event {
+        Event::FileCreated(a) => &a.metadata_json,
+        Event::FileUpdated(a) => &a.metadata_json,
+        _ => return Ok(()),
+    };
+    if let MetadataJson::Value(json) = metadata {
+        if json.len() > MAX_METADATA_JSON_BYTES {
+            return Err(crate::Error::invalid(
+                "relay event",
+                format!("metadataJson is over {MAX_METADATA_JSON_BYTES} bytes"),
+            ));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(|err| {
+            crate::Error::invalid_because("relay event", "metadataJson is not valid JSON", err)
+        })?;
+    }
+    Ok(())
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `e`'s compact JSON, as [`MAX_PAGE_BYTES`] counts it.
+pub fn event_json_len(e: &RelayEvent) -> crate::Result<usize> {
+    let mut count = ByteCount(0);
+    serde_json::to_writer(&mut count, e)
+        .map_err(|err| crate::Error::unencodable("relay event", err))?;
+    Ok(count.0)
+}
+
+/// A read's page, taken from `events` (in order, lazily): at most `limit` events, and no
+/// more than [`MAX_PAGE_BYTES`] of JSON, except that the first event is always taken. Every
+/// relay log builds its reads with it; it stops pulling from `events` at the first event
+/// beyond the budget.
+pub fn collect_page(
+    events: impl IntoIterator<Item = crate::Result<RelayEvent>>,
+    limit: usize,
+) -> crate::Result<Vec<RelayEvent>> {
+    let mut page = Vec::new();
+    // `[` and `]`, then each event and its separator.
+    let mut bytes = 1;
+    for e in events.into_iter().take(limit) {
+        let e = e?;
+        bytes += event_json_len(&e)? + 1;
+        if bytes > MAX_PAGE_BYTES && !page.is_empty() {
+            break;
+        }
+        page.push(e);
+    }
+    Ok(page)
+}
+
 /// `POST /v1/stores/{storeId}/push`: `{"batch": [...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRequest {
@@ -169,7 +287,8 @@ pub enum AppendDecision {
     Done(PushOutcome),
 }
 
-/// The one rule every relay log applies to a push: sequence numbers must be contiguous from
+/// The one rule every relay log applies to a push: every event within the bounds of
+/// [`check_relay_event`]; sequence numbers must be contiguous from
 /// `parentSeqNum + 1`; a batch starting at the head is appended; one starting earlier is
 /// acknowledged again if exactly those events (same client, same event, same position) are
 /// stored, else the client is behind (`ServerAhead`); one starting beyond the head is invalid.
@@ -190,6 +309,8 @@ pub fn decide_append(
         ));
     }
     for (i, e) in batch.iter().enumerate() {
+        check_relay_event(e)?;
+        // Both are at most `MAX_SEQ_NUM` (checked above), so nothing here overflows.
         let want = first.parent_seq_num + 1 + i as u64;
         if e.seq_num != want || e.parent_seq_num + 1 != want {
             return Err(crate::Error::invalid(
@@ -287,6 +408,32 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// A `v1.FileDeleted` at `seq` whose `clientId` is `client`.
+    fn deleted(seq: u64, client: &str) -> RelayEvent {
+        serde_json::from_value(serde_json::json!({
+            "name": "v1.FileDeleted",
+            "args": {"id": format!("f{seq}"), "deletedAt": "2026-01-04T08:00:00.000Z"},
+            "seqNum": seq, "parentSeqNum": seq - 1, "clientId": client, "sessionId": "s",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_page_holds_at_least_one_event_and_at_most_limit() {
+        // An event larger than the whole budget (only old or foreign data can be) still
+        // comes alone, so a reader paging by seqNum never stalls.
+        let huge = deleted(1, &"c".repeat(MAX_PAGE_BYTES));
+        let events = || vec![huge.clone(), deleted(2, "c"), deleted(3, "c")];
+        let page = collect_page(events().into_iter().map(Ok), 10).unwrap();
+        assert_eq!(page, vec![huge.clone()]);
+        let small = || (1..=5).map(|n| Ok(deleted(n, "c")));
+        assert_eq!(collect_page(small(), 3).unwrap().len(), 3);
+        assert!(collect_page(small(), 0).unwrap().is_empty());
+        // A source error is returned as is.
+        let failing = vec![Ok(deleted(1, "c")), Err(crate::Error::invalid("x", "y"))];
+        assert!(collect_page(failing, 10).is_err());
     }
 
     #[test]

@@ -10,13 +10,16 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use filesync_core::FileSync;
-use filesync_core::contract::RelayEvent;
+use filesync_core::contract::{MAX_METADATA_JSON_BYTES, MAX_PAGE_BYTES, PullResponse, RelayEvent};
 use filesync_core::fs::{FileSystem, collect_stream};
 use filesync_core::remote::MemoryRemote;
-use filesync_core::schema::{Event, EventSeq, FileDeleted, LocalFileStateClear, TransferStatus};
+use filesync_core::schema::{
+    Event, EventSeq, FileDeleted, LocalFileStateClear, MetadataJson, TransferStatus,
+};
 use filesync_core::server::{EventLog, RouterConfig, SHUTDOWN_GRACE, SqliteEventLog, relay_router};
 use filesync_core::store::Store;
-use filesync_core::sync::HttpRelay;
+use filesync_core::sync::{EventExchange, HttpRelay};
+use filesync_core::testing::event_log::{created_with_metadata, metadata_of_len};
 use filesync_core::types::{FileId, StoreId, Timestamp};
 use filesync_core::{Error, Result};
 use futures::StreamExt;
@@ -681,4 +684,238 @@ async fn refused_and_failed_exchanges_are_reported() {
         assert_eq!(context, want);
         sync.shutdown().await;
     }
+}
+
+/// Positions beyond `i64::MAX` (pull `after`, stream `?after` and `Last-Event-ID`) are 400
+/// with the limit in the message, never wrapped to the start of the log; `i64::MAX` itself is
+/// a valid (empty) position. A `Last-Event-ID` that is not a number is still ignored.
+#[tokio::test]
+async fn positions_beyond_i64_max_are_refused() {
+    let (_dir, log) = scratch_log().await;
+    let store = store_id("store-a");
+    log.append(&store, vec![deleted("a", 1, "c"), deleted("b", 2, "c")])
+        .await
+        .unwrap();
+    let server = serve_relay(&log).await;
+    let base = server.base();
+    let max = i64::MAX as u64;
+    let limit = format!("must be at most {max}");
+    for after in [
+        (max + 1).to_string(),
+        u64::MAX.to_string(),
+        "99999999999999999999999".to_owned(),
+    ] {
+        let pull = format!("/api/v1/stores/store-a/pull?after={after}");
+        let (s, b) = send(&base, http::get(&pull, Some("store-a-token"))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "pull after {after}: {b}");
+        assert!(b.contains("invalid pull parameters"), "{b}");
+    }
+    let (s, b) = send(
+        &base,
+        http::get(
+            &format!("/api/v1/stores/store-a/pull?after={}", max + 1),
+            Some("store-a-token"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b.contains(&limit), "{b}");
+    let (s, b) = send(
+        &base,
+        http::get(
+            &format!("/api/v1/stores/store-a/pull?after={max}"),
+            Some("store-a-token"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (StatusCode::OK, r#"{"events":[],"head":2}"#)
+    );
+    let stream = |last_event_id: Option<String>, query: &str| {
+        let mut r = reqwest::Client::new()
+            .get(format!("{base}/api/v1/stores/store-a/stream{query}"))
+            .header("authorization", "Bearer store-a-token");
+        if let Some(id) = last_event_id {
+            r = r.header("last-event-id", id);
+        }
+        r.send()
+    };
+    for (id, query) in [
+        (Some((max + 1).to_string()), ""),
+        (Some(u64::MAX.to_string()), ""),
+        (Some("99999999999999999999999".to_owned()), ""),
+        (None, &*format!("?after={}", max + 1)),
+    ] {
+        let resp = stream(id.clone(), query).await.unwrap();
+        // Checked before reading: an accepted stream's body never ends.
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{id:?} {query}");
+        let b = resp.text().await.unwrap();
+        assert!(b.contains(&limit), "{b}");
+    }
+    // A non-number is ignored (as documented): the stream starts from `?after`.
+    let resp = stream(Some("not-a-number".into()), "?after=1")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    assert!(
+        first.contains("id: 2") && !first.contains("id: 1\n"),
+        "{first}"
+    );
+    let resp = stream(Some(max.to_string()), "").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// A `v1.FileCreated` at `seq` from `client` whose `metadataJson` is `len` bytes of valid JSON.
+fn created(seq: u64, client: &str, len: usize) -> RelayEvent {
+    created_with_metadata(seq, client, metadata_of_len(len))
+}
+
+/// Pull pages are capped in bytes (`MAX_PAGE_BYTES`) as well as in count: with `limit=1000`
+/// a page of large events holds fewer, and `HttpRelay`, paging by the last `seqNum`, still
+/// reads every event once and in order; an engine catches up through such pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_pages_are_capped_in_bytes() {
+    let (_dir, log) = scratch_log().await;
+    let server = serve_relay(&log).await;
+    let n = 40u64;
+    let events: Vec<RelayEvent> = (1..=n)
+        .map(|seq| created(seq, "writer", MAX_METADATA_JSON_BYTES))
+        .collect();
+    let (s, b) = push_events(&log, "store-a", Some("store-a-token"), &events).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, r#"{"head":40}"#));
+    let (s, b) = send(
+        &server.base(),
+        http::get(
+            "/api/v1/stores/store-a/pull?after=0&limit=1000",
+            Some("store-a-token"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let page: PullResponse = serde_json::from_str(&b).unwrap();
+    assert!(
+        !page.events.is_empty() && page.events.len() < n as usize,
+        "{} events in one page",
+        page.events.len()
+    );
+    assert_eq!(page.head, n);
+    let array = serde_json::to_vec(&page.events).unwrap().len();
+    assert!(
+        array <= MAX_PAGE_BYTES,
+        "the page's events are {array} bytes"
+    );
+    let relay = HttpRelay::new(server.api(), Some("store-a-token".into())).unwrap();
+    let store = store_id("store-a");
+    let (mut after, mut pulled, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let page = relay.pull(&store, after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq_num;
+        pulled.extend(page);
+        pages += 1;
+    }
+    assert!(pages >= 3, "{pages} pages");
+    assert_eq!(pulled, events);
+    // An engine pulling through `HttpRelay` catches up through the short pages.
+    let disk = Disk::scratch().await;
+    let local = Arc::clone(&disk.store);
+    let sync = disk
+        .builder("store-a")
+        .with_remote(Arc::new(MemoryRemote::new()))
+        .with_relay(Arc::new(relay))
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        within(1000, || async {
+            local.confirmed().await.unwrap() == EventSeq::global(n)
+        })
+        .await,
+        "the engine confirmed {} of {n}",
+        local.confirmed().await.unwrap()
+    );
+    assert_eq!(local.files().await.unwrap().len(), n as usize);
+    sync.shutdown().await;
+}
+
+/// Pushes with an event out of bounds (metadataJson over 64 KiB or not JSON, a bad clientId or
+/// sessionId, a seqNum beyond `i64::MAX`) are 400 with the reason, and store nothing: a pull
+/// afterwards returns only what was there before.
+#[tokio::test]
+async fn out_of_bounds_events_are_refused_over_http() {
+    let (_dir, log) = scratch_log().await;
+    let server = serve_relay(&log).await;
+    let base = server.base();
+    let (s, _) = push_events(
+        &log,
+        "store-a",
+        Some("store-a-token"),
+        &[created(1, "c", 64)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let with = |f: &dyn Fn(&mut RelayEvent)| {
+        let mut b = vec![created(2, "c", 64), created(3, "c", 64)];
+        f(&mut b[1]);
+        batch(&b)
+    };
+    let beyond = {
+        let mut e = created(2, "c", 64);
+        (e.seq_num, e.parent_seq_num) = (i64::MAX as u64 + 1, i64::MAX as u64);
+        batch(&[e])
+    };
+    for (body, needle) in [
+        (
+            with(&|e| *e = created(3, "c", MAX_METADATA_JSON_BYTES + 1)),
+            "metadataJson is over 65536 bytes",
+        ),
+        (
+            with(&|e| *e = created_with_metadata(3, "c", MetadataJson::Value("{oops".into()))),
+            "metadataJson is not valid JSON",
+        ),
+        (
+            with(&|e| e.client_id = "x".repeat(129)),
+            "clientId must be 1 to 128",
+        ),
+        (
+            with(&|e| e.client_id = String::new()),
+            "clientId must be 1 to 128",
+        ),
+        (
+            with(&|e| e.client_id = "a b".into()),
+            "clientId may hold only",
+        ),
+        (
+            with(&|e| e.session_id = "<script>".into()),
+            "sessionId may hold only",
+        ),
+        (beyond, "must be at most 9223372036854775807"),
+    ] {
+        let (s, b) = send(&base, push("store-a", Some("store-a-token"), body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{needle}: {b}");
+        assert!(
+            b.contains("invalid relay event") && b.contains(needle),
+            "{b} lacks {needle}"
+        );
+    }
+    let (s, b) = send(
+        &base,
+        http::get("/api/v1/stores/store-a/pull?after=0", Some("store-a-token")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let page: PullResponse = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (page.events, page.head),
+        (vec![created(1, "c", 64)], 1),
+        "nothing was stored"
+    );
 }

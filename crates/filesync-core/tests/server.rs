@@ -465,3 +465,68 @@ async fn serves_over_loopback() {
     assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
     server.stop().await;
 }
+
+/// Over real HTTP: the Bearer scheme is matched in any case (RFC 7235: `bearer`, `BEARER`);
+/// a request with two `Authorization` headers (or two `X-Worker-Auth`) is 401 even when one
+/// of them is valid, and nothing is signed for it.
+#[tokio::test]
+async fn bearer_scheme_any_case_and_duplicate_authorization() {
+    let s = signer();
+    let server = serve_app(router(Arc::clone(&s), config())).await;
+    let url = format!("{}/api/v1/sign/download", server.base());
+    let body = r#"{"key":"store-a/abc"}"#;
+    let send = |headers: &[(&str, &str)]| {
+        let mut r = reqwest::Client::new().post(&url).body(body);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} alpha-token");
+        let (status, b) = send(&[("authorization", &auth)]).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {b}");
+    }
+    let signed = s.signed.load(Ordering::SeqCst);
+    for headers in [
+        &[
+            ("authorization", "Bearer alpha-token"),
+            ("authorization", "Bearer alpha-token"),
+        ][..],
+        &[
+            ("authorization", "Bearer alpha-token"),
+            ("authorization", "Bearer wrong"),
+        ],
+        &[
+            ("authorization", "Bearer wrong"),
+            ("authorization", "Bearer alpha-token"),
+        ],
+        &[
+            ("x-worker-auth", "alpha-token"),
+            ("x-worker-auth", "alpha-token"),
+        ],
+        &[
+            ("authorization", "Bearer alpha-token"),
+            ("x-worker-auth", "a"),
+            ("x-worker-auth", "b"),
+        ],
+        &[("authorization", "Basic alpha-token")],
+        &[("authorization", "Bearer")],
+    ] {
+        let (status, b) = send(headers).await;
+        assert_eq!(
+            (status, b.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"error":"Unauthorized"}"#),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        s.signed.load(Ordering::SeqCst),
+        signed,
+        "nothing signed for a 401"
+    );
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::EventLog;
 use crate::Result;
-use crate::contract::{AppendDecision, PushOutcome, RelayEvent, decide_append};
+use crate::contract::{AppendDecision, PushOutcome, RelayEvent, collect_page, decide_append};
 use crate::types::StoreId;
 
 /// One store's events (`events[i]` has `seqNum` `i + 1`) and the sender `wait` listens to.
@@ -75,7 +75,7 @@ impl EventLog for MemoryEventLog {
             return Ok(Vec::new());
         };
         let start = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(log.events.iter().skip(start).take(limit).cloned().collect())
+        collect_page(log.events.iter().skip(start).cloned().map(Ok), limit)
     }
 
     async fn head(&self, store: &StoreId) -> Result<u64> {

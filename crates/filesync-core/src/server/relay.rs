@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use crate::contract::{AppendDecision, PushOutcome, RelayEvent, decide_append};
+use crate::contract::{
+    AppendDecision, MAX_SEQ_NUM, PushOutcome, RelayEvent, collect_page, decide_append,
+};
 use crate::schema::Event;
 use crate::types::StoreId;
 use crate::{Error, Result};
@@ -23,7 +25,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Apply [`decide_append`] and store the batch atomically when it says so. Durable when it
     /// returns `Accepted`.
     async fn append(&self, store: &StoreId, batch: Vec<RelayEvent>) -> Result<PushOutcome>;
-    /// Events with `seqNum > after`, in order, at most `limit`.
+    /// Events with `seqNum > after`, in order: at most `limit` of them and at most
+    /// [`MAX_PAGE_BYTES`](crate::contract::MAX_PAGE_BYTES) of JSON, but at least one when
+    /// there is one (build the answer with [`collect_page`]). Shorter pages than `limit` are
+    /// normal: callers page by the last `seqNum`, not by count.
     async fn read(&self, store: &StoreId, after: u64, limit: usize) -> Result<Vec<RelayEvent>>;
     /// The last `seqNum` (0 when empty).
     async fn head(&self, store: &StoreId) -> Result<u64>;
@@ -80,27 +85,41 @@ fn to_event(r: (i64, i64, String, String, String, String)) -> Result<RelayEvent>
     })
 }
 
+/// `seq` as SQLite stores it. `check_relay_event` keeps pushed numbers within `i64`; this
+/// refuses rather than wraps should one ever get past it.
+fn sql_seq(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| {
+        Error::invalid(
+            "relay event",
+            format!("seqNum and parentSeqNum must be at most {MAX_SEQ_NUM}"),
+        )
+    })
+}
+
 fn read_blocking(
     conn: &Connection,
     store: &StoreId,
     after: u64,
     limit: usize,
 ) -> Result<Vec<RelayEvent>> {
+    // Nothing is stored beyond `i64::MAX` (`check_relay_event`); a larger `after` must not
+    // wrap around to a negative bound, which would read the log from its start.
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, parent, name, args, clientId, sessionId FROM relayEvents \
              WHERE store = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .map_err(db("read"))?;
+    // Rows are decoded lazily: the page stops reading once it is full (`MAX_PAGE_BYTES`).
     let rows = stmt
-        .query_map(
-            params![store.as_str(), after as i64, limit as i64],
-            row_event,
-        )
+        .query_map(params![store.as_str(), after, limit], row_event)
         .map_err(db("read"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("read"))?;
-    rows.into_iter().map(to_event).collect()
+        .map(|row| row.map_err(db("read")).and_then(to_event));
+    collect_page(rows, usize::try_from(limit).unwrap_or(usize::MAX))
 }
 
 fn head_blocking(conn: &Connection, store: &StoreId) -> Result<u64> {
@@ -184,7 +203,7 @@ impl EventLog for SqliteEventLog {
                 let decision = decide_append(head, &batch, |seq| {
                     tx.query_row(
                         "SELECT seq, parent, name, args, clientId, sessionId FROM relayEvents WHERE store = ?1 AND seq = ?2",
-                        params![s.as_str(), seq as i64],
+                        params![s.as_str(), sql_seq(seq)?],
                         row_event,
                     )
                     .optional()
@@ -204,9 +223,10 @@ impl EventLog for SqliteEventLog {
                 for e in &batch {
                     let json = serde_json::to_value(&e.event).map_err(|err| Error::unencodable("event", err))?;
                     let args = json.get("args").map(ToString::to_string).unwrap_or_default();
+                    let (seq, parent) = (sql_seq(e.seq_num)?, sql_seq(e.parent_seq_num)?);
                     tx.execute(
                         "INSERT INTO relayEvents (store, seq, parent, name, args, clientId, sessionId) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![s.as_str(), e.seq_num as i64, e.parent_seq_num as i64, e.event.name(), args, e.client_id, e.session_id],
+                        params![s.as_str(), seq, parent, e.event.name(), args, e.client_id, e.session_id],
                     )
                     .map_err(db("append"))?;
                 }

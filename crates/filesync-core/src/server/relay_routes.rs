@@ -7,7 +7,9 @@
 //! Limits: a push body over `RouterConfig::relay_body_limit` is a bad batch (400, nothing
 //! stored), not a 413; push answers within `request_timeout`, pull within its own long-poll
 //! cap ([`MAX_WAIT`]) plus `request_timeout`. The stream has no timeout: its handler answers at
-//! once and its body never ends by design.
+//! once and its body never ends by design. A pull page (and each batch the stream reads) is
+//! also capped in bytes by the log (`contract::MAX_PAGE_BYTES`); positions beyond
+//! `contract::MAX_SEQ_NUM` (`after`, `Last-Event-ID`) are 400, never wrapped.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use super::error::{json, layer_statuses, not_found};
 use super::{ApiError, EventLog, RouterConfig};
 use crate::Error;
 use crate::contract::{
-    HeadBody, MAX_PUSH_BATCH, PullResponse, PushOutcome, PushRequest, RelayEvent,
+    HeadBody, MAX_PUSH_BATCH, MAX_SEQ_NUM, PullResponse, PushOutcome, PushRequest, RelayEvent,
 };
 use crate::types::StoreId;
 
@@ -141,6 +143,7 @@ async fn pull(
 ) -> Result<Response, ApiError> {
     let Query(params) =
         params.map_err(|_| ApiError::BadRequest("invalid pull parameters".into()))?;
+    check_after("pull parameters", "after", params.after)?;
     let log = &*relay.log;
     let failed = |e| ApiError::Internal("Pull failed", e);
     let limit = params.limit.unwrap_or(500).clamp(1, MAX_PUSH_BATCH);
@@ -157,6 +160,27 @@ async fn pull(
     Ok(json(StatusCode::OK, &PullResponse { events, head }))
 }
 
+/// 400 unless the position `after` (named `name`) is at most [`MAX_SEQ_NUM`]: a larger one
+/// must not wrap around to the start of the log.
+fn check_after(what: &str, name: &str, after: u64) -> Result<(), ApiError> {
+    if after > MAX_SEQ_NUM {
+        return Err(ApiError::BadRequest(format!(
+            "invalid {what}: {name} must be at most {MAX_SEQ_NUM}"
+        )));
+    }
+    Ok(())
+}
+
+/// The `Last-Event-ID` header: `None` when absent or not a decimal number (it is then
+/// ignored), `Some(None)` for a decimal number too large for a `u64`, else `Some(Some(n))`.
+fn last_event_id(headers: &HeaderMap) -> Option<Option<u64>> {
+    let v = headers.get("last-event-id")?.to_str().ok()?.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().ok())
+}
+
 /// Server-sent events: resumable from `Last-Event-ID` (or `?after=N`).
 async fn stream(
     State(relay): State<Arc<Relay>>,
@@ -166,11 +190,19 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let Query(params) =
         params.map_err(|_| ApiError::BadRequest("invalid stream parameters".into()))?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(params.after);
+    check_after("stream parameters", "after", params.after)?;
+    let after = match last_event_id(&headers) {
+        Some(Some(id)) => {
+            check_after("stream parameters", "Last-Event-ID", id)?;
+            id
+        }
+        Some(None) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid stream parameters: Last-Event-ID must be at most {MAX_SEQ_NUM}"
+            )));
+        }
+        None => params.after,
+    };
     Ok(sse_stream(Arc::clone(&relay.log), store, after).into_response())
 }
 

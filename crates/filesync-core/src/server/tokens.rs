@@ -101,8 +101,9 @@ impl Tokens {
         self.hashes.is_empty()
     }
 
-    /// The prefixes granted to the request's token (`Authorization: Bearer <t>` or
-    /// `X-Worker-Auth: <t>`), or `None`. With no tokens configured every request is granted
+    /// The prefixes granted to the request's token (`Authorization: Bearer <t>`, the scheme in
+    /// any case, or `X-Worker-Auth: <t>`), or `None` (also for a request with two
+    /// `Authorization` or two `X-Worker-Auth` headers). With no tokens configured every request is granted
     /// every key. Every configured token is compared, in constant time, whatever matches
     /// first (WEAK-2).
     pub fn authorize(&self, headers: &HeaderMap) -> Option<Vec<String>> {
@@ -125,22 +126,72 @@ pub fn key_allowed(key: &ObjectKey, prefixes: &[String]) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| key.has_prefix(p))
 }
 
-/// The token a request carries: `Authorization: Bearer <t>`, else `X-Worker-Auth: <t>`.
+/// The token a request carries: `Authorization: Bearer <t>` (the scheme in any case, RFC
+/// 7235), else `X-Worker-Auth: <t>`. A request with more than one `Authorization` or
+/// `X-Worker-Auth` header carries none: which one counts would be a guess.
 fn token_from(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
-            return Some(t.trim());
+    let only = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => Ok(v.to_str().ok()),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(()),
         }
+    };
+    let authorization = only(header::AUTHORIZATION.as_str()).ok()?;
+    let worker = only("x-worker-auth").ok()?;
+    if let Some(t) = authorization.and_then(bearer_token) {
+        return Some(t);
     }
-    headers
-        .get("x-worker-auth")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    worker.map(str::trim)
+}
+
+/// The token of a `Bearer <t>` credential, the scheme matched case-insensitively.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_duplicates_carry_no_token() {
+        for v in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "bEaReR   t ",
+            " Bearer t",
+        ] {
+            assert_eq!(
+                token_from(&headers(&[("authorization", v)])),
+                Some("t"),
+                "{v:?}"
+            );
+        }
+        for v in ["Basic t", "Bearer", "Bearert", "t"] {
+            assert_eq!(token_from(&headers(&[("authorization", v)])), None, "{v:?}");
+        }
+        assert_eq!(token_from(&headers(&[("x-worker-auth", " t ")])), Some("t"));
+        let two = [("authorization", "Bearer t"), ("authorization", "Bearer t")];
+        assert_eq!(token_from(&headers(&two)), None);
+        let two = [
+            ("authorization", "Bearer t"),
+            ("x-worker-auth", "a"),
+            ("x-worker-auth", "b"),
+        ];
+        assert_eq!(token_from(&headers(&two)), None);
+    }
 }

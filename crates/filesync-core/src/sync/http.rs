@@ -11,7 +11,9 @@ use crate::types::StoreId;
 use crate::{Error, Result};
 
 /// The relay client: `POST {base}/v1/stores/{store}/push`, `GET …/pull?after&limit&wait`,
-/// with a bearer token. Errors are classified like `SignerClient`'s (network, 408, 429, 5xx
+/// with a bearer token. A pulled page may hold fewer than `limit` events while more remain
+/// (pages are also capped in bytes, `contract::MAX_PAGE_BYTES`): callers page by the last
+/// `seqNum`, as the engine's exchange loop does. Errors are classified like `SignerClient`'s (network, 408, 429, 5xx
 /// retryable).
 #[derive(Debug, Clone)]
 pub struct HttpRelay {

@@ -20,11 +20,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::Error;
-use crate::contract::{MAX_PUSH_BATCH, PushOutcome, RelayEvent};
+use crate::contract::{
+    MAX_CLIENT_ID_LEN, MAX_METADATA_JSON_BYTES, MAX_PAGE_BYTES, MAX_PUSH_BATCH, MAX_SEQ_NUM,
+    PushOutcome, RelayEvent, event_json_len,
+};
 use crate::rt::Instant;
-use crate::schema::{Event, FileDeleted, LocalFileStateClear};
+use crate::schema::{Event, FileCreated, FileDeleted, LocalFileStateClear, MetadataJson};
 use crate::server::EventLog;
-use crate::types::{FileId, StoreId, Timestamp};
+use crate::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
 
 /// What a rule runs on: a fresh, empty log, together with whatever keeps it alive (a
 /// temporary directory, a database). Every [`EventLog`] is its own fixture.
@@ -67,6 +70,34 @@ fn event(seq: u64, client: &str, tag: &str) -> RelayEvent {
         client_id: client.to_owned(),
         session_id: format!("session-{client}"),
     }
+}
+
+/// A synced `v1.FileCreated` at `seq` whose `metadataJson` is `metadata`.
+pub fn created_with_metadata(seq: u64, client: &str, metadata: MetadataJson) -> RelayEvent {
+    let at = Timestamp::from_millis(1_000 + (seq % 1_000_000) as i64).expect("a valid time");
+    let hash = ContentHash::from_bytes([7; 32]);
+    RelayEvent {
+        event: Event::FileCreated(FileCreated {
+            id: FileId::parse(format!("file-{seq}")).expect("a valid file id"),
+            path: LocalPath::parse(format!("livestore-filesync-files/s/{hash}"))
+                .expect("a valid path"),
+            content_hash: hash,
+            metadata_json: metadata,
+            created_at: at,
+            updated_at: at,
+        }),
+        seq_num: seq,
+        parent_seq_num: seq.saturating_sub(1),
+        client_id: client.to_owned(),
+        session_id: format!("session-{client}"),
+    }
+}
+
+/// A `metadataJson` value that is valid JSON (an object with one string) of exactly `len`
+/// bytes (`len` at least 10).
+pub fn metadata_of_len(len: usize) -> MetadataJson {
+    // `{"pad":"` + padding + `"}` is 10 bytes plus the padding.
+    MetadataJson::Value(format!(r#"{{"pad":"{}"}}"#, "x".repeat(len - 10)))
 }
 
 /// `n` contiguous events after `parent`.
@@ -277,6 +308,137 @@ pub async fn read_honours_after_and_limit(log: &dyn EventLog) {
     assert!(read(0, 0).await.expect("read").is_empty());
 }
 
+/// A read stops before the events' JSON would exceed `MAX_PAGE_BYTES` (counted as the page's
+/// `events` array), even when `limit` allows more, but is full: the next event would not have
+/// fitted. Reading on from each page's last `seqNum` returns every event once, in order.
+pub async fn read_is_capped_in_bytes(log: &dyn EventLog) {
+    let s = store("s");
+    let n = 3 * (MAX_PAGE_BYTES / MAX_METADATA_JSON_BYTES) as u64;
+    let big: Vec<RelayEvent> = (1..=n)
+        .map(|seq| created_with_metadata(seq, "a", metadata_of_len(MAX_METADATA_JSON_BYTES)))
+        .collect();
+    append(log, &s, big.clone()).await;
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = log.read(&s, after, MAX_PUSH_BATCH).await.expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.seq_num;
+        let bytes = serde_json::to_vec(&page).expect("encode").len();
+        assert!(
+            bytes <= MAX_PAGE_BYTES,
+            "a page of {} events holds {bytes} bytes of JSON",
+            page.len()
+        );
+        if let Some(next) = big.get(after as usize) {
+            let with_next = bytes + 1 + event_json_len(next).expect("encode");
+            assert!(
+                with_next > MAX_PAGE_BYTES,
+                "a page of {bytes} bytes stopped although the next event fitted"
+            );
+        }
+        pages.push(page);
+    }
+    assert!(pages.len() >= 3, "{} pages for {n} events", pages.len());
+    assert_eq!(
+        pages.concat(),
+        big,
+        "paging by the last seqNum reads every event once"
+    );
+}
+
+/// A read after a position beyond the largest storable one (`MAX_SEQ_NUM`, `i64::MAX`) is
+/// empty: it never wraps around to the start of the log.
+pub async fn read_after_beyond_max_seq_is_empty(log: &dyn EventLog) {
+    let s = store("s");
+    append(log, &s, batch(0, 3, "a", "a")).await;
+    for after in [MAX_SEQ_NUM, MAX_SEQ_NUM + 1, u64::MAX / 2 + 7, u64::MAX] {
+        assert!(
+            log.read(&s, after, 10).await.expect("read").is_empty(),
+            "read after {after}"
+        );
+    }
+}
+
+/// Each event's fields are bounded (`check_relay_event`): a batch holding one event with a
+/// `metadataJson` over `MAX_METADATA_JSON_BYTES` or not JSON, a `clientId`/`sessionId` that is
+/// empty, over `MAX_CLIENT_ID_LEN` or holds another character than ASCII letters, digits,
+/// `-_.:`, or a `seqNum` beyond `MAX_SEQ_NUM`, is refused as a whole and stores nothing. Ids
+/// as LiveStore (nanoid) and this crate (UUIDs) make them, and values at the limits, pass.
+pub async fn out_of_bounds_events_are_refused(log: &dyn EventLog) {
+    let s = store("s");
+    let ok = |seq| created_with_metadata(seq, "a", metadata_of_len(64));
+    let with = |f: &dyn Fn(&mut RelayEvent)| {
+        let mut b = vec![ok(1), ok(2)];
+        f(&mut b[1]);
+        b
+    };
+    let long_id = "x".repeat(MAX_CLIENT_ID_LEN + 1);
+    let too_big = metadata_of_len(MAX_METADATA_JSON_BYTES + 1);
+    refused(
+        log,
+        &s,
+        with(&|e| *e = created_with_metadata(2, "a", too_big.clone())),
+        "metadataJson over the limit",
+    )
+    .await;
+    for bad in ["{", "not json", r#"{"a":1} trailing"#, ""] {
+        let m = MetadataJson::Value(bad.to_owned());
+        refused(
+            log,
+            &s,
+            with(&|e| *e = created_with_metadata(2, "a", m.clone())),
+            bad,
+        )
+        .await;
+    }
+    for bad in ["", long_id.as_str(), "a b", "a/b", "é", "a\nb", "a\u{0}"] {
+        refused(
+            log,
+            &s,
+            with(&|e| e.client_id = bad.to_owned()),
+            "a bad clientId",
+        )
+        .await;
+        refused(
+            log,
+            &s,
+            with(&|e| e.session_id = bad.to_owned()),
+            "a bad sessionId",
+        )
+        .await;
+    }
+    let mut beyond = created_with_metadata(MAX_SEQ_NUM, "a", MetadataJson::Null);
+    beyond.seq_num = MAX_SEQ_NUM + 1;
+    beyond.parent_seq_num = MAX_SEQ_NUM;
+    refused(log, &s, vec![beyond], "a seqNum beyond MAX_SEQ_NUM").await;
+    let mut last = created_with_metadata(1, "a", MetadataJson::Null);
+    (last.seq_num, last.parent_seq_num) = (u64::MAX, u64::MAX - 1);
+    refused(log, &s, vec![last], "seqNum u64::MAX").await;
+    // Within the bounds: accepted.
+    let mut fine = vec![
+        created_with_metadata(1, "V1StG", metadata_of_len(MAX_METADATA_JSON_BYTES)),
+        created_with_metadata(
+            2,
+            "0b7c3a52-1d5e-4f2a-9c1b-7e8d9f0a1b2c",
+            MetadataJson::Null,
+        ),
+        created_with_metadata(
+            3,
+            &"A-_.:9".repeat(22)[..MAX_CLIENT_ID_LEN],
+            MetadataJson::Absent,
+        ),
+        created_with_metadata(4, "a", MetadataJson::Value("[1,\"two\",null]".into())),
+    ];
+    fine[0].session_id = "xK_9-".into();
+    fine[2].session_id = fine[2].client_id.clone();
+    assert_eq!(
+        append(log, &s, fine.clone()).await,
+        PushOutcome::Accepted { head: 4 }
+    );
+    assert_eq!(all(log, &s).await, fine);
+}
+
 /// `head` is the last stored `seqNum`, per store, and moves only on accepted pushes.
 pub async fn head_follows_accepted_appends(log: &dyn EventLog) {
     let s = store("s");
@@ -465,6 +627,9 @@ macro_rules! event_log_conformance {
             oversized_batch_is_refused,
             empty_batch_is_accepted_with_the_head,
             read_honours_after_and_limit,
+            read_is_capped_in_bytes,
+            read_after_beyond_max_seq_is_empty,
+            out_of_bounds_events_are_refused,
             head_follows_accepted_appends,
             stores_are_isolated,
             racing_pushes_accept_exactly_one,
