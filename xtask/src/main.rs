@@ -244,22 +244,58 @@ fn ci(sh: &Shell) -> Result<()> {
 }
 
 /// `cargo package` verifies each crate against the others' `.crate` files through a local
-/// registry, and Cargo never rebuilds a registry crate whose version it has built before: a
-/// second run in the same target directory would check against the first run's code. Forget
-/// those builds (the fingerprints of every `filesync-*` unit) so each run verifies what it packs.
+/// registry. Cargo treats registry crates as immutable: it extracts `filesync-core-0.1.0` once
+/// into `$CARGO_HOME/registry/src/<that registry>/` and never rebuilds a version it has built,
+/// so a second run (same target directory, same machine) would verify against the first run's
+/// code. Forget both, the extracted sources of our crates from local registries and the
+/// fingerprints of every `filesync-*` unit, so each run verifies what it packs.
 fn forget_packaged_builds() -> Result<()> {
-    let fingerprints = target_dir().join("debug").join(".fingerprint");
-    let Ok(entries) = std::fs::read_dir(&fingerprints) else {
-        return Ok(()); // nothing built yet
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("filesync-") {
-            std::fs::remove_dir_all(entry.path())
-                .with_context(|| format!("removing {}", entry.path().display()))?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut stale = Vec::new();
+    if let Some(home) = cargo_home {
+        for kind in ["src", "cache"] {
+            // crates.io's directories are named `index.crates.io-…`; local registries `-<hash>`.
+            for registry in read_dir_paths(&home.join("registry").join(kind))? {
+                let local = registry
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('-'));
+                if local {
+                    stale.extend(read_dir_paths(&registry)?);
+                }
+            }
         }
     }
+    stale.extend(read_dir_paths(
+        &target_dir().join("debug").join(".fingerprint"),
+    )?);
+    for path in stale {
+        let ours = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("filesync-"));
+        if !ours {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
+    }
     Ok(())
+}
+
+/// The entries of `dir`, or none if it does not exist.
+fn read_dir_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
 }
 
 /// Repository checks: the top level holds exactly what ARCHITECTURE.md says.
