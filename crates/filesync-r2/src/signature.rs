@@ -47,26 +47,19 @@ impl Bound {
     /// `\nlen=<n>` and/or `\nsha256=<hex>`. (Keys and `exp` hold no newline, so the two forms
     /// never sign the same string.)
     fn signed_suffix(&self) -> String {
-        let mut s = String::new();
-        if let Some(n) = self.length {
-            s.push_str(&format!("\nlen={n}"));
-        }
-        if let Some(h) = &self.sha256 {
-            s.push_str(&format!("\nsha256={h}"));
-        }
-        s
+        self.pairs().map(|p| format!("\n{p}")).collect()
     }
 
     /// The query parameters, `&len=..&sha256=..`, or nothing.
     fn query(&self) -> String {
-        let mut s = String::new();
-        if let Some(n) = self.length {
-            s.push_str(&format!("&len={n}"));
-        }
-        if let Some(h) = &self.sha256 {
-            s.push_str(&format!("&sha256={h}"));
-        }
-        s
+        self.pairs().map(|p| format!("&{p}")).collect()
+    }
+
+    /// `len=<n>` and `sha256=<hex>`, for what is bound.
+    fn pairs(&self) -> impl Iterator<Item = String> {
+        let len = self.length.map(|n| format!("len={n}"));
+        let sha256 = self.sha256.as_ref().map(|h| format!("sha256={h}"));
+        len.into_iter().chain(sha256)
     }
 }
 

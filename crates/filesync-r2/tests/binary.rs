@@ -57,13 +57,24 @@ async fn start(data_dir: &Path, extra: &[&str]) -> Running {
 
 /// [`start`] with extra environment variables.
 async fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = tokio::process::Command::new(BIN)
+    launch(tokio::process::Command::new(BIN), data_dir, extra, env).await
+}
+
+/// Run `command` (the binary, or a shell that execs it) as the server on `data_dir` with the
+/// test token on a free port, and wait until it says where it listens.
+async fn launch(
+    mut command: tokio::process::Command,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(extra)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -673,25 +684,16 @@ async fn stalled_clients_beyond_the_descriptor_limit_do_not_stop_health() {
     use tokio::net::TcpStream;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new("sh")
-        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--token", TOKEN])
-        .args(["--max-connections", "16", "--header-timeout-secs", "1"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+    let mut shell = tokio::process::Command::new("sh");
+    shell.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN]);
+    let mut server = launch(
+        shell,
+        dir.path(),
+        &["--max-connections", "16", "--header-timeout-secs", "1"],
+        &[("RUST_LOG", "error")],
+    )
+    .await;
+    let addr = server.base.strip_prefix("http://").unwrap().to_owned();
     let mut stalled = Vec::new();
     for _ in 0..80 {
         let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -710,5 +712,5 @@ async fn stalled_clients_beyond_the_descriptor_limit_do_not_stop_health() {
         .expect("health was never answered");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(stalled);
-    let _ = child.kill().await;
+    let _ = server.child.kill().await;
 }
