@@ -95,3 +95,72 @@ proptest! {
         }
     }
 }
+
+mod push_rule {
+    use filesync_core::contract::{AppendDecision, PushOutcome, RelayEvent, decide_append};
+    use proptest::prelude::*;
+
+    /// A `v1.FileDeleted` of file `f{file}` at `seq`, by `client`.
+    fn event(seq: u64, file: u8, client: &str) -> RelayEvent {
+        serde_json::from_value(serde_json::json!({
+            "name": "v1.FileDeleted",
+            "args": {"id": format!("f{file}"), "deletedAt": "2026-01-04T08:00:00.000Z"},
+            "seqNum": seq, "parentSeqNum": seq - 1, "clientId": client, "sessionId": "s",
+        }))
+        .unwrap()
+    }
+
+    fn client(b: bool) -> &'static str {
+        if b { "a" } else { "b" }
+    }
+
+    proptest! {
+        /// `decide_append` against a model: a log of `stored` events, a contiguous batch after
+        /// `parent`. Empty: accepted at the head. Beyond the head: invalid. At the head: append.
+        /// Before it: accepted again exactly when every event of the batch is stored at its
+        /// position by the same client, else the client is behind.
+        #[test]
+        fn decide_append_matches_the_model(
+            stored in prop::collection::vec((0u8..3, any::<bool>()), 0..6),
+            parent_offset in 0u64..8,
+            batch in prop::collection::vec((0u8..3, any::<bool>()), 0..5),
+        ) {
+            let log: Vec<RelayEvent> = stored
+                .iter()
+                .enumerate()
+                .map(|(i, (f, c))| event(i as u64 + 1, *f, client(*c)))
+                .collect();
+            let head = log.len() as u64;
+            let parent = parent_offset.min(head + 2);
+            let batch: Vec<RelayEvent> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, (f, c))| event(parent + 1 + i as u64, *f, client(*c)))
+                .collect();
+            let got = decide_append(head, &batch, |seq| {
+                Ok(seq.checked_sub(1).and_then(|i| log.get(i as usize)).cloned())
+            });
+            let want = if batch.is_empty() {
+                Some(AppendDecision::Done(PushOutcome::Accepted { head }))
+            } else if parent > head {
+                None
+            } else if parent == head {
+                Some(AppendDecision::Append)
+            } else {
+                let same = batch.iter().all(|e| {
+                    log.get(e.seq_num as usize - 1)
+                        .is_some_and(|s| s.client_id == e.client_id && s.event == e.event)
+                });
+                Some(AppendDecision::Done(if same {
+                    PushOutcome::Accepted { head }
+                } else {
+                    PushOutcome::ServerAhead { head }
+                }))
+            };
+            match want {
+                Some(want) => prop_assert_eq!(got.unwrap(), want),
+                None => prop_assert!(got.is_err()),
+            }
+        }
+    }
+}
