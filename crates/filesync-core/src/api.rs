@@ -350,6 +350,9 @@ impl FileSync {
             });
         }
         let metadata_json = serialize_metadata(processed.metadata, &mime, put.size);
+        if let Some(key) = &record.remote_key {
+            self.engine.owe_remote_delete(key).await?;
+        }
         self.engine
             .store
             .commit(vec![
@@ -395,6 +398,9 @@ impl FileSync {
             events.push(Event::LocalFileStateRemove(LocalFileStateRemove {
                 file_id: id.clone(),
             }));
+        }
+        if let Some(key) = &record.remote_key {
+            self.engine.owe_remote_delete(key).await?;
         }
         self.engine.store.commit(events).await?;
         if let Err(e) = self.engine.release_local(&record).await {
@@ -634,6 +640,13 @@ impl FileSync {
     /// The store this instance syncs.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.engine.store
+    }
+
+    /// Collect garbage now: local content, sidecars and temporary files that no live file
+    /// uses and that are older than [`Options::orphan_grace`](crate::Options::orphan_grace),
+    /// then the remote deletes still owed. The leader also does this when it starts.
+    pub async fn collect_garbage(&self) -> Result<crate::cas::GcReport> {
+        self.engine.collect_garbage().await
     }
 
     /// Stop every task and transfer this instance started. Idempotent.

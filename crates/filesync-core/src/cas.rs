@@ -308,8 +308,33 @@ impl ContentStore {
     }
 
     /// Remove content no live record references and no [`Pin`] protects, orphaned sidecars,
-    /// and leftover temporary files (from crashed writes).
+    /// and leftover temporary files (from crashed writes). Meant for when no write runs (in
+    /// this process or another on the same directory); otherwise use [`gc_older_than`](Self::gc_older_than).
     pub async fn gc(&self, refs: &References) -> Result<GcReport> {
+        self.sweep(refs, None).await
+    }
+
+    /// [`gc`](Self::gc), sparing every entry modified after `cutoff` (or whose modification
+    /// time the backend does not know): content another process has just written and not yet
+    /// committed, or a write still running, stays until it is older.
+    pub async fn gc_older_than(&self, refs: &References, cutoff: Timestamp) -> Result<GcReport> {
+        self.sweep(refs, Some(cutoff)).await
+    }
+
+    /// Whether `path` may go: always without a cutoff, else only if modified before it.
+    async fn old_enough(&self, path: &LocalPath, cutoff: Option<Timestamp>) -> Result<bool> {
+        let Some(cutoff) = cutoff else {
+            return Ok(true);
+        };
+        Ok(self
+            .fs
+            .stat(path)
+            .await?
+            .and_then(|s| s.modified)
+            .is_some_and(|m| m < cutoff))
+    }
+
+    async fn sweep(&self, refs: &References, cutoff: Option<Timestamp>) -> Result<GcReport> {
         let mut report = GcReport::default();
         let root = store_root(&self.store);
         let entries = match self.fs.list(&root).await {
@@ -324,7 +349,11 @@ impl ContentStore {
                 continue;
             }
             if let Ok(hash) = ContentHash::parse(name) {
-                if self.release(&hash, refs).await? {
+                let unused = !refs.is_referenced(&hash) && !self.is_pinned(&hash);
+                if unused
+                    && self.old_enough(&entry.path, cutoff).await?
+                    && self.release(&hash, refs).await?
+                {
                     report.removed.push(hash);
                 } else {
                     report.kept += 1;
@@ -334,19 +363,22 @@ impl ContentStore {
                 if let Ok(hash) = ContentHash::parse(base)
                     && !present.contains(&hash)
                     && !self.is_pinned(&hash)
+                    && self.old_enough(&entry.path, cutoff).await?
                 {
                     self.fs.remove(&entry.path).await?;
                 }
             }
         }
-        // Temporary files belong to writes in progress only while a write is running; gc is
-        // meant to run when none is (at start-up, or from the engine between transfers).
+        // Temporary files belong to writes in progress only while a write is running: without
+        // a cutoff gc must run when none is (at start-up); with one, only old ones go.
         if let Ok(temp_dir) = root.join(TEMP_DIR)
             && let Ok(temps) = self.fs.list(&temp_dir).await
         {
             for t in temps {
-                self.fs.remove(&t.path).await?;
-                report.temp_files_removed += 1;
+                if self.old_enough(&t.path, cutoff).await? {
+                    self.fs.remove(&t.path).await?;
+                    report.temp_files_removed += 1;
+                }
             }
         }
         Ok(report)

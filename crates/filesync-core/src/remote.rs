@@ -76,6 +76,15 @@ pub trait RemoteStorage: MaybeSend + MaybeSync + std::fmt::Debug + 'static {
     async fn download_url(&self, key: &ObjectKey) -> Result<String>;
     /// Whether the remote is reachable (`GET /health` answered 2xx).
     async fn health(&self) -> bool;
+    /// Whether an object is stored under `key`. The default starts a download and drops it;
+    /// implementations with a cheaper probe override it.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        match self.download(key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// An in-memory [`RemoteStorage`]: the reference implementation. Cloning shares the objects,
@@ -168,5 +177,9 @@ impl RemoteStorage for MemoryRemote {
 
     async fn health(&self) -> bool {
         true
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        Ok(self.lock().contains_key(key))
     }
 }

@@ -80,6 +80,10 @@ where
 
 /// The current wall-clock time (works on `wasm32`, where `std::time::SystemTime::now` panics).
 pub fn now() -> SystemTime {
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    if let Some(t) = deterministic::now() {
+        return t;
+    }
     SystemTime::now()
 }
 
@@ -267,8 +271,89 @@ where
 /// If the platform has no secure random source (a JS host without `crypto`); there is no
 /// weaker fallback.
 pub fn fill_random(buf: &mut [u8]) {
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    if deterministic::fill(buf) {
+        return;
+    }
     if let Err(e) = getrandom::fill(buf) {
         panic!("no secure random source: {e}");
+    }
+}
+
+/// Reproducible randomness and wall-clock time for simulations (feature `testing`, native):
+/// while a [`deterministic::Guard`] is alive on a thread, [`fill_random`] on that thread draws
+/// from a seeded generator and [`now`] is a fixed epoch plus the tokio clock's elapsed time (so
+/// a paused clock pauses it too). Other threads, and the thread once the guard is dropped, use
+/// the OS as always. Never install a guard outside tests: its bytes are predictable.
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod deterministic {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    use super::{SystemTime, UNIX_EPOCH};
+
+    struct State {
+        rng: u64,
+        epoch: SystemTime,
+        start: tokio::time::Instant,
+    }
+
+    thread_local! {
+        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    }
+
+    /// Restores the OS sources on this thread when dropped.
+    #[derive(Debug)]
+    #[must_use = "the deterministic sources last only while the guard is alive"]
+    pub struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            STATE.with(|s| *s.borrow_mut() = None);
+        }
+    }
+
+    /// Make this thread's randomness a sequence seeded by `seed` and its wall clock start at
+    /// 2026-01-01T00:00:00Z and follow the tokio clock. Call inside a tokio runtime.
+    pub fn install(seed: u64) -> Guard {
+        let state = State {
+            rng: seed,
+            epoch: UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            start: tokio::time::Instant::now(),
+        };
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+        Guard(())
+    }
+
+    /// splitmix64: tiny, full-period, and plenty for names and jitter in a simulation.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(super) fn fill(buf: &mut [u8]) -> bool {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let Some(state) = s.as_mut() else {
+                return false;
+            };
+            for chunk in buf.chunks_mut(8) {
+                let v = next(&mut state.rng).to_le_bytes();
+                chunk.copy_from_slice(&v[..chunk.len()]);
+            }
+            true
+        })
+    }
+
+    pub(super) fn now() -> Option<SystemTime> {
+        STATE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .map(|st| st.epoch + st.start.elapsed())
+        })
     }
 }
 

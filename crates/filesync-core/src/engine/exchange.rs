@@ -114,6 +114,7 @@ impl Engine {
                 self.store
                     .confirm(EventSeq::global(confirmed.global + own as u64))
                     .await?;
+                self.verify_uploaded(uploaded(pulled[..own].iter().map(|e| &e.event)));
             }
             let foreign: Vec<Event> = pulled.into_iter().skip(own).map(|e| e.event).collect();
             if !foreign.is_empty() {
@@ -135,6 +136,7 @@ impl Engine {
             return Ok(false);
         }
         let last = pending.last().map_or(confirmed, |e| e.seq);
+        let uploads = uploaded(pending.iter().map(|e| &e.event));
         let batch: Vec<RelayEvent> = pending
             .into_iter()
             .map(|e| RelayEvent {
@@ -146,9 +148,22 @@ impl Engine {
             })
             .collect();
         match relay.push(&self.store_id, batch).await? {
-            PushOutcome::Accepted { .. } => self.store.confirm(last).await?,
+            PushOutcome::Accepted { .. } => {
+                self.store.confirm(last).await?;
+                self.verify_uploaded(uploads);
+            }
             PushOutcome::ServerAhead { .. } => {} // the next round pulls and rebases
         }
         Ok(true)
     }
+}
+
+/// The files whose upload these events record (a `FileUpdated` that sets the remote key).
+fn uploaded<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<FileId> {
+    events
+        .filter_map(|e| match e {
+            Event::FileUpdated(u) if u.remote_key.is_some() => Some(u.id.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -111,7 +111,20 @@ impl Engine {
                     return Ok(());
                 }
                 let decision = self.decide(&record, current.as_ref()).await?;
-                self.apply_decision(&record, decision).await
+                self.apply_decision(&record, decision).await?;
+                // An update from another device replaced the content: the bytes this device
+                // held for the file are garbage now, unless another live file uses them.
+                if let Some(old) = current.and_then(|c| c.local_hash)
+                    && old != record.content_hash
+                {
+                    let refs = crate::cas::References::from_records(&self.store.files().await?);
+                    self.cas.release(&old, &refs).await?;
+                    // And its object, which this device may have uploaded after the device
+                    // that replaced the content last looked (concurrent updates).
+                    let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
+                    self.release_remote(&key, &old).await;
+                }
+                Ok(())
             }
             Event::FileDeleted(_) => self.on_deleted(&record).await,
             _ => Ok(()),
@@ -121,6 +134,12 @@ impl Engine {
     /// ENG-6, WEAK-6: remove local content unless shared, cancel the download, drop the row.
     async fn on_deleted(&self, record: &FileRecord) -> Result<()> {
         self.release_local(record).await?;
+        // Whichever device deleted it, the last uploaded content goes unless shared: the
+        // deleting device may not have known the key (an upload finished elsewhere after it
+        // deleted), or may have died before it recorded the debt.
+        if let Some(key) = &record.remote_key {
+            self.release_remote(key, &record.content_hash).await;
+        }
         if let Some(exec) = self.executor() {
             exec.cancel_download(&record.id);
         }

@@ -83,6 +83,10 @@ pub(crate) struct Engine {
     /// the transfer tasks, so one never overwrites the other's newer status.
     state_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<Task>>,
+    /// Files whose next upload must send the bytes even though the record says they are
+    /// uploaded: their object may have been deleted by a device that did not know they
+    /// share its content (see `restore_shared`).
+    pub(crate) reupload: Mutex<std::collections::HashSet<FileId>>,
     /// Tasks that run only while this engine is the leader (health loop, heartbeat).
     leader_tasks: Mutex<Vec<Task>>,
     self_ref: Weak<Engine>,
@@ -152,6 +156,7 @@ impl Engine {
             rebase_epoch: std::sync::atomic::AtomicU64::new(0),
             state_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::default(),
+            reupload: Mutex::default(),
             leader_tasks: Mutex::default(),
             self_ref: weak.clone(),
             options,

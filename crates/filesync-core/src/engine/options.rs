@@ -42,6 +42,11 @@ pub struct Options {
     /// exchange) comes from: `None` (the default) draws from the OS; `Some(seed)` makes the
     /// delays a reproducible sequence, for tests and simulations on a paused clock.
     pub jitter_seed: Option<u64>,
+    /// How old unused local content, sidecars and temporary files must be before garbage
+    /// collection removes them (1 h): younger ones may belong to a save still running in this
+    /// or another process on the same directory. Collection runs when the engine starts
+    /// leading and on [`FileSync::collect_garbage`](crate::FileSync::collect_garbage).
+    pub orphan_grace: Duration,
 }
 
 impl Default for Options {
@@ -62,6 +67,7 @@ impl Default for Options {
             transfer_timeout: Duration::from_secs(300),
             local_path_root: None,
             jitter_seed: None,
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }

@@ -95,6 +95,32 @@ impl Engine {
             .map(drop)
     }
 
+    /// Remove local content no live file uses that is older than `orphan_grace` (left by a
+    /// crash between writing and committing, or by an update), then perform owed remote
+    /// deletes.
+    pub(crate) async fn collect_garbage(&self) -> Result<crate::cas::GcReport> {
+        let refs = References::from_records(&self.store.files().await?);
+        let cutoff = crate::rt::now()
+            .checked_sub(self.options.orphan_grace)
+            .unwrap_or(crate::rt::UNIX_EPOCH);
+        let report = self
+            .cas
+            .gc_older_than(&refs, crate::types::Timestamp::from_system_time(cutoff))
+            .await?;
+        self.drain_remote_deletes().await;
+        Ok(report)
+    }
+
+    /// Record that the remote object `key` may have to go, before the commit that may make it
+    /// unused: if the process dies after that commit, the debt survives it. A debt whose
+    /// object a live file still uses is dropped when the debts are drained.
+    pub(crate) async fn owe_remote_delete(&self, key: &ObjectKey) -> Result<()> {
+        if self.remote.is_some() {
+            self.store.set_remote_delete(key, true).await?;
+        }
+        Ok(())
+    }
+
     /// Owe the deletion of a remote object of `hash` unless a live record uses it (WEAK-6),
     /// and try it now. The debt is stored, so a delete lost to an outage or a crash is retried
     /// later (WEAK-7) rather than forgotten.
@@ -112,6 +138,17 @@ impl Engine {
         self.drain_remote_deletes().await;
     }
 
+    /// The relay confirmed that these files' objects were uploaded (our `FileUpdated` events
+    /// that set their remote keys). A device that deleted an object of the same content
+    /// before it could see these events may have removed it after the upload: check, and
+    /// upload again if it is gone.
+    pub(crate) fn verify_uploaded(&self, ids: impl IntoIterator<Item = FileId>) {
+        for id in ids {
+            super::lock(&self.reupload).insert(id.clone());
+            self.enqueue(crate::events::TransferKind::Upload, &id);
+        }
+    }
+
     /// Perform owed remote deletes, skipping (and forgetting) objects a live record uses again.
     /// Stops at the first failure; the rest stays owed.
     pub(crate) async fn drain_remote_deletes(&self) {
@@ -121,6 +158,18 @@ impl Engine {
         };
         if keys.is_empty() {
             return;
+        }
+        // Only with the relay's whole log in view: a file another device saved with the same
+        // content, already ordered by the relay, keeps the object. (One ordered later
+        // re-checks its object once its event is confirmed: `verify_uploaded`.)
+        if let Some(relay) = &self.relay {
+            let Ok(confirmed) = self.store.confirmed().await else {
+                return;
+            };
+            match relay.pull(&self.store_id, confirmed.global, 1).await {
+                Ok(newer) if newer.is_empty() => {}
+                _ => return,
+            }
         }
         let Ok(files) = self.store.files().await else {
             return;

@@ -57,6 +57,15 @@ impl Engine {
                 e.health_tick().await;
             });
         }
+        {
+            let weak = Arc::downgrade(self);
+            self.spawn_leader_task(async move {
+                let Some(engine) = weak.upgrade() else { return };
+                if let Err(e) = engine.collect_garbage().await {
+                    tracing::warn!(error = %e, "garbage collection at start failed");
+                }
+            });
+        }
         if let Some(relay) = self.relay.clone() {
             let weak = Arc::downgrade(self);
             self.spawn_leader_task(async move {

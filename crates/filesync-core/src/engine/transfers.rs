@@ -226,7 +226,11 @@ impl Engine {
         }
         let hash = record.content_hash;
         let key = ObjectKey::for_content(&self.store_id, &hash);
-        if record.remote_key.as_ref() != Some(&key) {
+        let verify = super::lock(&self.reupload).contains(id);
+        let missing = record.remote_key.as_ref() != Some(&key)
+            || (verify && !remote.exists(&key).await?);
+        super::lock(&self.reupload).remove(id);
+        if missing {
             let path = self.cas.path_of(&hash);
             let size = self
                 .cas

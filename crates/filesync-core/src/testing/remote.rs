@@ -111,6 +111,11 @@ impl<R: RemoteStorage> FaultyRemote<R> {
         self.lock().faults.push(fault);
     }
 
+    /// Drop every fault not yet injected.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// How often `method` (`upload`, `download`, `delete`, `download_url`, `health`) was called.
     pub fn calls(&self, method: &str) -> usize {
         self.lock().calls.get(method).copied().unwrap_or(0)
@@ -189,6 +194,11 @@ impl<R: RemoteStorage> RemoteStorage for FaultyRemote<R> {
     async fn download_url(&self, key: &ObjectKey) -> Result<String> {
         self.enter("download_url")?;
         self.inner.download_url(key).await
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        self.enter("exists")?;
+        self.inner.exists(key).await
     }
 
     async fn health(&self) -> bool {
