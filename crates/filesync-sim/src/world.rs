@@ -893,7 +893,23 @@ impl World {
             .collect();
         for key in self.remote.keys() {
             if !live_keys.contains(&key) {
-                return fail(format!("the remote object {key} is left though no live file uses it"));
+                let history: Vec<String> = log
+                    .iter()
+                    .filter(|e| {
+                        let hash = match &e.event {
+                            Event::FileCreated(c) => Some(c.content_hash),
+                            Event::FileUpdated(u) => Some(u.content_hash),
+                            _ => None,
+                        };
+                        hash.is_some_and(|h| key.as_str().ends_with(&h.to_hex()))
+                    })
+                    .map(|e| format!("  #{} {} by {}", e.seq_num, e.event.name(), e.client_id))
+                    .collect();
+                let state = self.describe().await;
+                return fail(format!(
+                    "the remote object {key} is left though no live file uses it; its history:\n{}\n{state}",
+                    history.join("\n")
+                ));
             }
         }
         self.log(format!(

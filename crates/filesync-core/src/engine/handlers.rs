@@ -102,7 +102,7 @@ impl Engine {
                 if record.is_deleted() {
                     return Ok(());
                 }
-                let _guard = self.lock_state().await;
+                let guard = self.lock_state().await;
                 let current = self.store.local_state(id).await?;
                 // ENG-3: a creation whose bytes are absent changes nothing.
                 if matches!(event, Event::FileCreated(_))
@@ -110,19 +110,29 @@ impl Engine {
                 {
                     return Ok(());
                 }
+                // An update from another device replaced the content this device held: those
+                // bytes are garbage now unless another live file uses them, and so is their
+                // object, which this device may have uploaded after the device that replaced
+                // the content last looked (concurrent updates). The debt is recorded before
+                // the row forgets the old hash, so a crash in between cannot lose it (the event
+                // is handled again).
+                let replaced = current
+                    .as_ref()
+                    .and_then(|c| c.local_hash)
+                    .filter(|old| *old != record.content_hash);
+                if let Some(old) = replaced {
+                    let refs = crate::cas::References::from_records(&self.store.files().await?);
+                    if !refs.is_referenced(&old) {
+                        let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
+                        self.owe_remote_delete(&key).await?;
+                    }
+                    self.cas.release(&old, &refs).await?;
+                }
                 let decision = self.decide(&record, current.as_ref()).await?;
                 self.apply_decision(&record, decision).await?;
-                // An update from another device replaced the content: the bytes this device
-                // held for the file are garbage now, unless another live file uses them.
-                if let Some(old) = current.and_then(|c| c.local_hash)
-                    && old != record.content_hash
-                {
-                    let refs = crate::cas::References::from_records(&self.store.files().await?);
-                    self.cas.release(&old, &refs).await?;
-                    // And its object, which this device may have uploaded after the device
-                    // that replaced the content last looked (concurrent updates).
-                    let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
-                    self.release_remote(&key, &old).await;
+                drop(guard);
+                if replaced.is_some() {
+                    self.drain_remote_deletes().await;
                 }
                 Ok(())
             }
@@ -137,14 +147,37 @@ impl Engine {
         // Whichever device deleted it, the last uploaded content goes unless shared: the
         // deleting device may not have known the key (an upload finished elsewhere after it
         // deleted), or may have died before it recorded the debt.
-        if let Some(key) = &record.remote_key {
-            self.release_remote(key, &record.content_hash).await;
+        // Recorded before the row goes, so a crash in between cannot lose it. The row may
+        // name older content than the record (an update this device never handled, because
+        // the file was already deleted when it got to it): that goes too.
+        let refs = crate::cas::References::from_records(&self.store.files().await?);
+        let mut owed = false;
+        if let Some(key) = &record.remote_key
+            && !refs.is_referenced(&record.content_hash)
+        {
+            self.owe_remote_delete(key).await?;
+            owed = true;
+        }
+        let held = self.store.local_state(&record.id).await?.and_then(|s| s.local_hash);
+        if let Some(old) = held.filter(|h| *h != record.content_hash) {
+            if !refs.is_referenced(&old) {
+                let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
+                self.owe_remote_delete(&key).await?;
+                owed = true;
+            }
+            self.cas.release(&old, &refs).await?;
         }
         if let Some(exec) = self.executor() {
             exec.cancel_download(&record.id);
         }
-        let _guard = self.lock_state().await;
-        self.remove_state(&record.id).await
+        {
+            let _guard = self.lock_state().await;
+            self.remove_state(&record.id).await?;
+        }
+        if owed {
+            self.drain_remote_deletes().await;
+        }
+        Ok(())
     }
 
     /// ENG-7: one batch of file events.

@@ -181,6 +181,16 @@ impl Engine {
                 .rsplit('/')
                 .next()
                 .and_then(|h| crate::types::ContentHash::parse(h).ok());
+            // A debt taken before an upload (see `upload_attempt`) stays while a live file of
+            // that content is not recorded as uploaded: the upload may be running, and if the
+            // process dies after its PUT the debt is what removes an object nobody records.
+            if hash.is_some_and(|h| {
+                files
+                    .iter()
+                    .any(|f| !f.is_deleted() && f.content_hash == h && f.remote_key.is_none())
+            }) {
+                continue;
+            }
             if !hash.is_some_and(|h| refs.is_referenced(&h))
                 && let Err(e) = remote.delete(&key).await
             {

@@ -231,6 +231,10 @@ impl Engine {
             || (verify && !remote.exists(&key).await?);
         super::lock(&self.reupload).remove(id);
         if missing {
+            // Owe the object's deletion before it exists: if the file is deleted or changed
+            // meanwhile, or the process dies before the upload is recorded, the debt removes
+            // it. Recording the upload clears the debt.
+            self.owe_remote_delete(&key).await?;
             let path = self.cas.path_of(&hash);
             let size = self
                 .cas
