@@ -163,9 +163,15 @@ impl Engine {
         // content, already ordered by the relay, keeps the object. (One ordered later
         // re-checks its object once its event is confirmed: `verify_uploaded`.)
         if let Some(relay) = &self.relay {
-            let Ok(confirmed) = self.store.confirmed().await else {
+            // Our own events that made the objects unused must be in the relay first, so that
+            // a device whose upload of the same content is ordered after them verifies it.
+            let (Ok(confirmed), Ok(head)) = (self.store.confirmed().await, self.store.head().await)
+            else {
                 return;
             };
+            if head.global != confirmed.global {
+                return;
+            }
             match relay.pull(&self.store_id, confirmed.global, 1).await {
                 Ok(newer) if newer.is_empty() => {}
                 _ => return,

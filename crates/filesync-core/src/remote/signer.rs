@@ -396,6 +396,29 @@ impl RemoteStorage for SignerClient {
         Ok(self.sign_download(key).await?.url)
     }
 
+    /// A signed GET of the first byte only (`Range: bytes=0-0`; a presigned GET URL does not
+    /// allow HEAD): 404 is absent, 416 an empty object.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        let signed = match self.sign_download(key).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let resp = self
+            .http
+            .get(&signed.url)
+            .headers(signed_headers(&signed.headers)?)
+            .header(reqwest::header::RANGE, "bytes=0-0")
+            .send()
+            .await
+            .map_err(|e| network("exists", e))?;
+        match resp.status().as_u16() {
+            404 => Ok(false),
+            416 => Ok(true),
+            _ => ensure_success("Exists", resp).await.map(|_| true),
+        }
+    }
+
     async fn health(&self) -> bool {
         let mut req = self
             .http

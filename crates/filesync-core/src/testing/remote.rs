@@ -618,6 +618,30 @@ pub async fn download_url_serves_the_object(f: &dyn RemoteFixture) {
     assert!(got.body == data[..], "the URL served other bytes");
 }
 
+/// `exists` is true for a stored object (empty ones too) and false for a missing or a
+/// deleted one.
+pub async fn exists_reports_presence(f: &dyn RemoteFixture) {
+    let r = f.remote();
+    let data = b"exists?";
+    let missing = key_of(data);
+    assert!(
+        !r.exists(&missing).await.expect("exists"),
+        "a missing object is reported present"
+    );
+    let key = upload(r, data, None).await;
+    assert!(r.exists(&key).await.expect("exists"), "a stored object is reported absent");
+    r.delete(&key).await.expect("delete");
+    assert!(
+        !r.exists(&key).await.expect("exists"),
+        "a deleted object is reported present"
+    );
+    let empty = upload(r, b"", None).await;
+    assert!(
+        r.exists(&empty).await.expect("exists"),
+        "an empty object is reported absent"
+    );
+}
+
 /// `health` answers `true` while the remote is reachable.
 pub async fn health_is_true_when_reachable(f: &dyn RemoteFixture) {
     assert!(f.remote().health().await);
@@ -642,6 +666,7 @@ macro_rules! remote_conformance {
             body_with_another_hash_is_refused,
             failed_body_stores_nothing,
             download_url_serves_the_object,
+            exists_reports_presence,
             health_is_true_when_reachable
         );
     };
