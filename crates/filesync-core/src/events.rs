@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::types::FileId;
 
 /// Upload or download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransferKind {
     /// Local bytes to remote storage.

@@ -349,11 +349,7 @@ pub mod deterministic {
     }
 
     pub(super) fn now() -> Option<SystemTime> {
-        STATE.with(|s| {
-            s.borrow()
-                .as_ref()
-                .map(|st| st.epoch + st.start.elapsed())
-        })
+        STATE.with(|s| s.borrow().as_ref().map(|st| st.epoch + st.start.elapsed()))
     }
 }
 

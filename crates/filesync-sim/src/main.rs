@@ -51,7 +51,8 @@ fn main() -> ExitCode {
         _ => return usage(),
     };
     let began = Instant::now();
-    let (mut runs, mut faults, mut crashes, mut acked, mut reads, mut events) = (0u64, 0, 0, 0, 0, 0);
+    let (mut runs, mut faults, mut crashes, mut acked, mut reads, mut events) =
+        (0u64, 0, 0, 0, 0, 0);
     for seed in range {
         match filesync_sim::run_seed(seed) {
             Ok(report) => {

@@ -70,7 +70,9 @@ impl Life {
 /// process dies; the next process opens the same tables.
 #[derive(Debug, Clone)]
 pub struct CrashStore {
+    /// The tables, which outlive the process.
     pub inner: MemoryStore,
+    /// The process.
     pub life: Arc<Life>,
 }
 
@@ -141,7 +143,9 @@ impl Store for CrashStore {
 /// `FileSystem` contract promises of `write` and `rename`).
 #[derive(Debug, Clone)]
 pub struct CrashFs {
+    /// The disk, which outlives the process.
     pub inner: MemoryFs,
+    /// The process.
     pub life: Arc<Life>,
 }
 
@@ -218,8 +222,11 @@ fn relay_error(what: &str) -> Error {
 /// fault queue.
 #[derive(Debug, Clone)]
 pub struct SimRelay {
+    /// This client's connection to the one relay (with its own offline switch).
     pub inner: MemoryRelay,
+    /// Whether the relay is up, shared by every connection.
     pub control: Arc<RelayControl>,
+    /// Faults for this client's next calls, in order.
     pub faults: Arc<Mutex<VecDeque<RelayFault>>>,
 }
 
@@ -276,10 +283,12 @@ impl EventExchange for SimRelay {
 #[derive(Debug)]
 pub struct SimLeadership {
     revoked: watch::Sender<u64>,
+    /// How long the next `acquire` waits before it grants leadership again.
     pub pause: Mutex<Duration>,
 }
 
 impl SimLeadership {
+    /// Leadership granted at once, until revoked.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             revoked: watch::channel(0).0,

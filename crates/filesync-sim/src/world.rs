@@ -130,6 +130,9 @@ pub fn run_with(seed: u64, config: Config) -> Result<Report, Failure> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
+        // tokio's own randomness (which waiter of a `watch` channel wakes first) comes from
+        // the seed too (`--cfg tokio_unstable`, set in .cargo/config.toml).
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
         .build()
     {
         Ok(rt) => rt,
@@ -142,11 +145,16 @@ pub fn run_with(seed: u64, config: Config) -> Result<Report, Failure> {
         }
     };
     runtime.block_on(async move {
+        // The paused clock starts a fraction of a millisecond off the timer wheel's ticks, and
+        // that fraction (different in every process) decides how the first deadlines round.
+        // One sleep lands the clock on a tick; from there every deadline rounds the same way.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let _deterministic = filesync_core::rt::deterministic::install(seed);
         let mut world = World::new(seed, config);
         let result = world.run().await;
         world.stop_all().await;
-        let trace = std::mem::take(&mut world.trace);
+        let mut trace = std::mem::take(&mut world.trace);
+        trace.extend(std::mem::take(&mut *lock(&world.internal)));
         match result {
             Ok(()) => Ok(Report {
                 seed,
@@ -204,6 +212,9 @@ struct World {
     pool: Vec<Bytes>,
     acked: Vec<Acked>,
     trace: Vec<String>,
+    /// The engines' own events, with `FILESYNC_SIM_EVENTS` set (for finding where two runs of
+    /// one seed part ways).
+    internal: Arc<Mutex<Vec<String>>>,
     started: Instant,
     faults: usize,
     crashes: usize,
@@ -262,6 +273,7 @@ impl World {
             pool,
             acked: Vec::new(),
             trace: Vec::new(),
+            internal: Arc::default(),
             started: Instant::now(),
             faults: 0,
             crashes: 0,
@@ -308,7 +320,24 @@ impl World {
             inner: d.store.clone(),
             life: Arc::clone(&d.life),
         };
-        let started = FileSync::builder(self.store_id.clone(), Arc::new(fs), Arc::new(store))
+        let builder = FileSync::builder(self.store_id.clone(), Arc::new(fs), Arc::new(store));
+        if std::env::var_os("FILESYNC_SIM_EVENTS").is_some() {
+            let events = builder.events();
+            let name = d.name.clone();
+            let internal = Arc::clone(&self.internal);
+            let t0 = self.started;
+            tokio::spawn(async move {
+                use futures::StreamExt;
+                let mut events = std::pin::pin!(events);
+                while let Some(e) = events.next().await {
+                    lock(&internal).push(format!(
+                        "{:>9.3}s {name}: {e:?}",
+                        t0.elapsed().as_secs_f64()
+                    ));
+                }
+            });
+        }
+        let started = builder
             .with_remote(Arc::new(d.remote.clone()))
             .with_relay(Arc::new(d.relay.clone()))
             .with_leadership(d.leadership.clone())
@@ -553,7 +582,10 @@ impl World {
                 ));
             }
         }
-        self.log(format!("step {step}: {name}: read {id} = {}", short(&claimed)));
+        self.log(format!(
+            "step {step}: {name}: read {id} = {}",
+            short(&claimed)
+        ));
         Ok(())
     }
 
@@ -669,15 +701,18 @@ impl World {
             if confirmed.global != head
                 || local_head != confirmed
                 || cursor.last_event_sequence != local_head
-                || !s.remote_deletes().await.map_err(|e| e.to_string())?.is_empty()
+                || !s
+                    .remote_deletes()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_empty()
             {
                 return Ok(false);
             }
             let files = s.files().await.map_err(|e| e.to_string())?;
             let cas = ContentStore::new(Arc::new(d.fs.clone()), self.store_id.clone());
             for f in files.iter().filter(|f| !f.is_deleted()) {
-                if f.remote_key.is_none() || !cas.contains(&f.content_hash).await.unwrap_or(false)
-                {
+                if f.remote_key.is_none() || !cas.contains(&f.content_hash).await.unwrap_or(false) {
                     return Ok(false);
                 }
             }
@@ -829,7 +864,10 @@ impl World {
                 let bytes = match d.fs.read(&f.path).await {
                     Ok(body) => collect_stream(body).await.map_err(|e| e.to_string())?,
                     Err(e) => {
-                        return fail(format!("{}: the bytes of {} are missing: {e}", d.name, f.id));
+                        return fail(format!(
+                            "{}: the bytes of {} are missing: {e}",
+                            d.name, f.id
+                        ));
                     }
                 };
                 if filesync_core::hash::hash_bytes(&bytes) != f.content_hash {
@@ -872,7 +910,9 @@ impl World {
         // 3. Every acknowledged change is in the relay's log.
         for a in &self.acked {
             let found = relay_events.iter().any(|e| match (a, e) {
-                (Acked::Created(id, h), Event::FileCreated(c)) => c.id == *id && c.content_hash == *h,
+                (Acked::Created(id, h), Event::FileCreated(c)) => {
+                    c.id == *id && c.content_hash == *h
+                }
                 (Acked::Updated(id, h), Event::FileUpdated(u)) => {
                     u.id == *id && u.content_hash == *h && u.remote_key.is_none()
                 }

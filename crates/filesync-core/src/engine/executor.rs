@@ -5,7 +5,9 @@
 //! `(kind, id)`: an id re-enqueued while its transfer runs is run again afterwards, never dropped
 //! (WEAK-9). Every attempt has a timeout (WEAK-14); `shutdown` aborts everything.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+// Ordered maps: the order transfers are stopped in is the same in every run (simulations
+// replay exactly).
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -79,9 +81,9 @@ struct State {
     uploads: VecDeque<FileId>,
     high: VecDeque<FileId>,
     normal: VecDeque<FileId>,
-    queued_up: HashSet<FileId>,
-    queued_down: HashMap<FileId, Priority>,
-    running: HashMap<(TransferKind, FileId), Running>,
+    queued_up: BTreeSet<FileId>,
+    queued_down: BTreeMap<FileId, Priority>,
+    running: BTreeMap<(TransferKind, FileId), Running>,
     next_generation: u64,
 }
 
@@ -362,7 +364,7 @@ impl Executor {
     /// Abort every running transfer and return what was running (EXE-8). Queues are kept.
     pub fn interrupt_inflight(&self) -> Vec<(TransferKind, FileId)> {
         let mut state = self.lock();
-        let running: Vec<_> = state.running.drain().collect();
+        let running: Vec<_> = std::mem::take(&mut state.running).into_iter().collect();
         self.publish_idle(&state);
         drop(state);
         running
@@ -411,7 +413,7 @@ impl Executor {
         };
         let running = {
             let mut state = self.lock();
-            let r: Vec<_> = state.running.drain().collect();
+            let r: Vec<_> = std::mem::take(&mut state.running).into_iter().collect();
             self.publish_idle(&state);
             r
         };

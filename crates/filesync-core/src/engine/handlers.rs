@@ -158,7 +158,11 @@ impl Engine {
             self.owe_remote_delete(key).await?;
             owed = true;
         }
-        let held = self.store.local_state(&record.id).await?.and_then(|s| s.local_hash);
+        let held = self
+            .store
+            .local_state(&record.id)
+            .await?
+            .and_then(|s| s.local_hash);
         if let Some(old) = held.filter(|h| *h != record.content_hash) {
             if !refs.is_referenced(&old) {
                 let key = crate::types::ObjectKey::for_content(&self.store_id, &old);

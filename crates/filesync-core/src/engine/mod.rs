@@ -86,7 +86,7 @@ pub(crate) struct Engine {
     /// Files whose next upload must send the bytes even though the record says they are
     /// uploaded: their object may have been deleted by a device that did not know they
     /// share its content (see `restore_shared`).
-    pub(crate) reupload: Mutex<std::collections::HashSet<FileId>>,
+    pub(crate) reupload: Mutex<std::collections::BTreeSet<FileId>>,
     /// Tasks that run only while this engine is the leader (health loop, heartbeat).
     leader_tasks: Mutex<Vec<Task>>,
     self_ref: Weak<Engine>,

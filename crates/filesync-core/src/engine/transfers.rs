@@ -227,8 +227,8 @@ impl Engine {
         let hash = record.content_hash;
         let key = ObjectKey::for_content(&self.store_id, &hash);
         let verify = super::lock(&self.reupload).contains(id);
-        let missing = record.remote_key.as_ref() != Some(&key)
-            || (verify && !remote.exists(&key).await?);
+        let missing =
+            record.remote_key.as_ref() != Some(&key) || (verify && !remote.exists(&key).await?);
         super::lock(&self.reupload).remove(id);
         if missing {
             // Owe the object's deletion before it exists: if the file is deleted or changed

@@ -629,7 +629,10 @@ pub async fn exists_reports_presence(f: &dyn RemoteFixture) {
         "a missing object is reported present"
     );
     let key = upload(r, data, None).await;
-    assert!(r.exists(&key).await.expect("exists"), "a stored object is reported absent");
+    assert!(
+        r.exists(&key).await.expect("exists"),
+        "a stored object is reported absent"
+    );
     r.delete(&key).await.expect("delete");
     assert!(
         !r.exists(&key).await.expect("exists"),
