@@ -229,7 +229,6 @@ impl Engine {
         let verify = super::lock(&self.reupload).contains(id);
         let missing =
             record.remote_key.as_ref() != Some(&key) || (verify && !remote.exists(&key).await?);
-        super::lock(&self.reupload).remove(id);
         if missing {
             // Owe the object's deletion before it exists: if the file is deleted or changed
             // meanwhile, or the process dies before the upload is recorded, the debt removes
@@ -257,6 +256,8 @@ impl Engine {
                 )
                 .await?;
         }
+        // Checked (or sent again): a failed attempt above keeps the check for the retry.
+        super::lock(&self.reupload).remove(id);
         let Some(now) = self.store.file(id).await?.filter(|r| !r.is_deleted()) else {
             // Deleted during the upload (TST-3): remove the object unless shared.
             self.release_remote(&key, &hash).await;
