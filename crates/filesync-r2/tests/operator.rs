@@ -81,7 +81,8 @@ async fn start(data_dir: &Path, args: &[&str]) -> Running {
     }
 }
 
-/// Run the binary with `args` to its end; its exit code and stderr.
+/// Run the binary with `args` to its end (at most 20 s: it is expected to refuse to start);
+/// its exit code and stderr.
 async fn run_to_end(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(BIN)
         .arg("--data-dir")
@@ -89,8 +90,11 @@ async fn run_to_end(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
         .args(["--token", TOKEN])
         .args(args)
         .env_remove("FILESYNC_PUBLIC_URL")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
         .await
+        .unwrap_or_else(|_| panic!("{args:?}: still running after 20 s"))
         .unwrap();
     (out.status.code(), String::from_utf8(out.stderr).unwrap())
 }
