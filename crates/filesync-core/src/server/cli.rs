@@ -21,7 +21,7 @@ pub enum LogFormat {
 
 /// Whether the text log may use ANSI colours: stderr (where it goes) is a terminal and
 /// `NO_COLOR` is unset or empty.
-pub fn log_colour() -> bool {
+fn log_colour() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
