@@ -764,7 +764,11 @@ mod object_urls {
     }
 }
 
-/// API-9: `file://` URL of a stored path under `root`.
+/// API-9: `file://` URL of a stored path under `root`. The path is normalised as the original
+/// does (`/` separators, one leading `/`, no repeated `/`), then made a URL by `url`, which
+/// percent-encodes what a URL cannot hold (spaces, `#`, `?`, `%`): `Url::from_file_path` on
+/// Unix; elsewhere (a Windows drive path written with `/`, wasm32) the same segments through
+/// `Url::path_segments_mut`.
 fn file_url(root: &str, path: &LocalPath) -> String {
     let mut root = root.replace('\\', "/");
     while root.ends_with('/') {
@@ -781,7 +785,20 @@ fn file_url(root: &str, path: &LocalPath) -> String {
         }
         collapsed.push(c);
     }
-    format!("file://{collapsed}")
+    #[cfg(unix)]
+    if let Ok(url) = url::Url::from_file_path(&collapsed) {
+        return url.into();
+    }
+    match url::Url::parse("file:///") {
+        Ok(mut url) => {
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.clear().extend(collapsed.split('/').skip(1));
+            }
+            url.into()
+        }
+        // `file:///` always parses.
+        Err(_) => format!("file://{collapsed}"),
+    }
 }
 
 #[cfg(test)]
@@ -802,6 +819,28 @@ mod tests {
         assert_eq!(
             file_url("C:\\data", &p),
             "file:///C:/data/livestore-filesync-files/s/h"
+        );
+    }
+
+    /// Spaces and other characters a URL cannot hold are percent-encoded, and the URL leads
+    /// back to the real file.
+    #[cfg(unix)]
+    #[test]
+    fn api_9_file_url_with_spaces_points_at_the_file() {
+        let p = LocalPath::parse("livestore-filesync-files/s/h").unwrap();
+        assert_eq!(
+            file_url("/my files/#1 100%", &p),
+            "file:///my%20files/%231%20100%25/livestore-filesync-files/s/h"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a dir with spaces");
+        std::fs::create_dir_all(root.join("livestore-filesync-files/s")).unwrap();
+        std::fs::write(root.join("livestore-filesync-files/s/h"), b"bytes").unwrap();
+        let url = url::Url::parse(&file_url(root.to_str().unwrap(), &p)).unwrap();
+        assert!(url.as_str().contains("a%20dir%20with%20spaces"), "{url}");
+        assert_eq!(
+            std::fs::read(url.to_file_path().unwrap()).unwrap(),
+            b"bytes"
         );
     }
 }

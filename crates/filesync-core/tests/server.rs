@@ -154,14 +154,19 @@ fn assert_cors(r: &Reply) {
     assert_eq!(h("access-control-max-age").as_deref(), Some("86400"));
 }
 
-/// S3-4, S3-11: health needs no auth; 200 ok / 500 error; JSON with CORS headers.
+/// S3-4, S3-11: health needs no auth; 200 ok / 503 error (the original: 500) naming the
+/// failing part and why; the version added; JSON with CORS headers.
 #[tokio::test]
 async fn s3_4_health() {
     let s = signer();
+    let version = env!("CARGO_PKG_VERSION");
     let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
-        (StatusCode::OK, r#"{"status":"ok"}"#)
+        (
+            StatusCode::OK,
+            format!(r#"{{"status":"ok","version":"{version}"}}"#).as_str()
+        )
     );
     assert_eq!(r.headers["content-type"], "application/json");
     assert_cors(&r);
@@ -169,7 +174,13 @@ async fn s3_4_health() {
     let r = call(&s, config(), get("/api/health", None)).await;
     assert_eq!(
         (r.status, r.body.as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"error"}"#)
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                r#"{{"failing":"bucket","reason":"the bucket probe failed","status":"error","version":"{version}"}}"#
+            )
+            .as_str()
+        )
     );
 }
 
@@ -462,7 +473,7 @@ async fn serves_over_loopback() {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(reply.ends_with(r#"{"status":"ok"}"#), "{reply}");
+    assert!(reply.contains(r#"{"status":"ok","version":""#), "{reply}");
     server.stop().await;
 }
 

@@ -172,12 +172,18 @@ impl Bucket {
     }
 
     /// Whether the bucket answers: a local bucket's directories exist, and listing works.
-    pub(crate) async fn healthy(&self) -> bool {
+    /// `Err` holds a short public reason; the whole error is logged here.
+    pub(crate) async fn health(&self) -> std::result::Result<(), &'static str> {
         use futures::StreamExt;
-        if self.local_dirs.iter().any(|d| !d.is_dir()) {
-            return false;
+        if let Some(dir) = self.local_dirs.iter().find(|d| !d.is_dir()) {
+            tracing::warn!(dir = %dir.display(), "health: a bucket directory is missing");
+            return Err("a bucket directory is missing");
         }
-        !matches!(self.store.list(None).next().await, Some(Err(_)))
+        if let Some(Err(e)) = self.store.list(None).next().await {
+            tracing::warn!(error = %e, "health: listing the bucket failed");
+            return Err("listing the bucket failed");
+        }
+        Ok(())
     }
 
     /// What the bucket is, for logs.

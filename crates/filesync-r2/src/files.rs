@@ -371,40 +371,36 @@ fn none_match(header: &str, etag: &HeaderValue) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
-/// A single `bytes=` range resolved against `size`: `Ok(None)` for none (or one we ignore:
-/// several ranges, other units), `Err(())` when unsatisfiable.
+/// A single `bytes=` range resolved against `size` (parsed by `http-range-header`, as
+/// tower-http's `ServeDir` does): `Ok(None)` for none, or one we ignore as RFC 9110 allows
+/// (several ranges, another unit); `Err(())` when malformed or unsatisfiable. A suffix longer
+/// than the object is the whole object (RFC 9110 §14.1.2; the crate refuses it).
 fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.and_then(|h| h.strip_prefix("bytes=")) else {
+    use http_range_header::{RangeUnsatisfiableError, StartPosition};
+    let Some(value) = header else {
         return Ok(None);
     };
-    if spec.contains(',') {
+    let parsed = match http_range_header::parse_range_header(value) {
+        Ok(parsed) => parsed,
+        Err(RangeUnsatisfiableError::DoesNotStartWithToken) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let [range] = parsed.ranges.as_slice() else {
         return Ok(None);
+    };
+    if size == 0 {
+        return Err(());
     }
-    let Some((start, end)) = spec.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let (start, end) = (start.trim(), end.trim());
-    let range = if start.is_empty() {
-        let n: u64 = end.parse().map_err(|_| ())?;
-        if n == 0 || size == 0 {
-            return Err(());
-        }
-        (size.saturating_sub(n), size - 1)
-    } else {
-        let s: u64 = start.parse().map_err(|_| ())?;
-        let e: u64 = if end.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            end.parse::<u64>()
-                .map_err(|_| ())?
-                .min(size.saturating_sub(1))
-        };
-        if s >= size || e < s {
-            return Err(());
-        }
-        (s, e)
-    };
-    Ok(Some(range))
+    if let StartPosition::FromLast(n) = range.start
+        && n > size
+    {
+        return Ok(Some((0, size - 1)));
+    }
+    let valid = parsed.validate(size).map_err(|_| ())?;
+    match valid.as_slice() {
+        [r] if *r.start() < size => Ok(Some((*r.start(), *r.end()))),
+        _ => Err(()),
+    }
 }
 
 async fn get(bucket: &Bucket, key: &ObjectKey, headers: &HeaderMap, head_only: bool) -> Response {
@@ -542,6 +538,10 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
         assert_eq!(parse_range(Some("bytes=x-1"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
+        assert_eq!(parse_range(Some("bytes=-1"), 0), Err(()));
+        assert_eq!(parse_range(Some("bytes=9-9"), 10), Ok(Some((9, 9))));
+        assert_eq!(parse_range(Some("bytes=-10"), 10), Ok(Some((0, 9))));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -14,7 +13,7 @@ use filesync_core::contract::UploadMethod;
 use filesync_core::server::s3::{check_upload, upload_headers};
 use filesync_core::server::{
     EventLog, HealthReport, ObjectSigner, RouterConfig, Secret, SignedRequest, Tokens, UploadSpec,
-    router_with_fallback, with_cors,
+    router_with_fallback, with_cors, with_request_log,
 };
 use filesync_core::types::{ObjectKey, Timestamp};
 
@@ -179,11 +178,14 @@ impl ObjectSigner for R2Proxy {
 
     async fn health(&self) -> HealthReport {
         // R2-3: list one object (and, on local disk, find the bucket's directories).
-        let ok = self.bucket.healthy().await;
-        let mut details = serde_json::Map::new();
-        details.insert("bucket".into(), ok.into());
-        details.insert("timestamp".into(), Timestamp::now().to_iso8601().into());
-        HealthReport { ok, details }
+        let report = match self.bucket.health().await {
+            Ok(()) => HealthReport::healthy(),
+            Err(reason) => HealthReport::failing("bucket", reason),
+        };
+        let ok = report.ok;
+        report
+            .with_detail("bucket", ok)
+            .with_detail("timestamp", Timestamp::now().to_iso8601())
     }
 }
 
@@ -206,6 +208,7 @@ pub fn router_with_static(
     relay: Option<Arc<dyn EventLog>>,
     static_dir: Option<&std::path::Path>,
 ) -> Router {
+    config.version = env!("CARGO_PKG_VERSION");
     config.cors_methods = "GET, POST, PUT, DELETE, OPTIONS".into();
     config.cross_origin_resource_policy = Some("cross-origin".into());
     // What a page on another origin sends to the file routes: the checksum `sign_upload`
@@ -231,19 +234,12 @@ pub fn router_with_static(
     let files = Router::new()
         .route(&files_path, axum::routing::any(files::handle))
         .with_state(state);
-    let files = with_cors(files, &config)
-        .layer(SetResponseHeaderLayer::overriding(
+    let files = with_request_log(with_cors(files, &config).layer(
+        SetResponseHeaderLayer::overriding(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("ETag, Content-Length, Content-Range, Accept-Ranges"),
-        ))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<Body>| {
-                    // The path only: the query of a signed URL is a credential.
-                    tracing::info_span!("file", method = %req.method(), path = %req.uri().path())
-                },
-            ),
-        );
+        ),
+    ));
     let fallback = static_dir.map(|dir| {
         Router::new().fallback_service(
             tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),

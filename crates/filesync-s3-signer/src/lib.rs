@@ -278,13 +278,20 @@ impl ObjectSigner for S3Signer {
     }
 
     async fn health(&self) -> HealthReport {
-        let ok = matches!(
-            self.send_signed(reqwest::Method::HEAD, self.bucket_url().as_str()).await,
-            Ok(r) if r.status().is_success()
-        );
-        HealthReport {
-            ok,
-            details: Default::default(),
+        match self
+            .send_signed(reqwest::Method::HEAD, self.bucket_url().as_str())
+            .await
+        {
+            Ok(r) if r.status().is_success() => HealthReport::healthy(),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                tracing::warn!(status, "health: the bucket answered HEAD with an error");
+                HealthReport::failing("bucket", format!("S3 answered {status}"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "health: the bucket could not be reached");
+                HealthReport::failing("bucket", "S3 could not be reached")
+            }
         }
     }
 }

@@ -64,13 +64,7 @@ impl SignerClientBuilder {
 
     /// Validate and build.
     pub fn build(self) -> Result<SignerClient> {
-        let base = self.base_url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::invalid(
-                "signer base URL",
-                format!("{base:?} must start with http:// or https://"),
-            ));
-        }
+        let base = parse_base_url(&self.base_url)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -96,6 +90,30 @@ impl SignerClientBuilder {
             call_timeout: self.connect_timeout.saturating_add(self.read_timeout),
         })
     }
+}
+
+/// The signer's base URL, parsed by `url`: `http` or `https`, a host, no query or fragment
+/// (the routes are appended to its path); returned normalised, without a trailing `/`.
+fn parse_base_url(raw: &str) -> Result<String> {
+    const WHAT: &str = "signer base URL";
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| Error::invalid_because(WHAT, format!("{raw:?} is not a URL"), e))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::invalid(
+            WHAT,
+            format!("{raw:?} must start with http:// or https://"),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::invalid(WHAT, format!("{raw:?} has no host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::invalid(
+            WHAT,
+            format!("{raw:?} must not have a query or fragment (routes are appended to its path)"),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// [`RemoteStorage`] through a signer service: signs, then moves bytes directly to the signed
@@ -429,5 +447,35 @@ impl RemoteStorage for SignerClient {
             req = req.bearer_auth(t);
         }
         matches!(req.send().await, Ok(r) if r.status().is_success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::parse_base_url;
+
+    #[test]
+    fn base_urls_are_parsed_and_normalised() {
+        assert_eq!(
+            parse_base_url("https://Example.COM/api/").unwrap(),
+            "https://example.com/api"
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8787").unwrap(),
+            "http://127.0.0.1:8787"
+        );
+        assert_eq!(parse_base_url(" http://h/a b ").unwrap(), "http://h/a%20b");
+        for bad in [
+            "",
+            "example.com/api",
+            "ftp://x",
+            "http://",
+            "http://h/api?x=1",
+            "http://h/api#f",
+            "http://[::1/api",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,21 +7,47 @@ use std::sync::Arc;
 use super::s3::SettingError;
 use super::{ConnectionLimits, EventLog, SqliteEventLog};
 
-/// For the server binaries' `main`: log to stderr (filtered by `RUST_LOG`, default `info`),
-/// run `app`, and turn its error into exit code 2 and `<name>: <error>` on stderr, followed by
-/// a `caused by: <cause>` line for each error in its [`source`](std::error::Error::source)
-/// chain.
+/// How the server binaries write their log (`--log-format`, `FILESYNC_LOG_FORMAT`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a terminal (and
+    /// `NO_COLOR` is unset).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`), for log
+    /// collectors.
+    Json,
+}
+
+/// Whether the text log may use ANSI colours: stderr (where it goes) is a terminal and
+/// `NO_COLOR` is unset or empty.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// For the server binaries' `main`: log to stderr in `format` (filtered by `RUST_LOG`,
+/// default `info`; colours only on a terminal), run `app`, and turn its error into exit code 2
+/// and `<name>: <error>` on stderr, followed by a `caused by: <cause>` line for each error in
+/// its [`source`](std::error::Error::source) chain.
 pub async fn main_with<E: std::error::Error>(
     name: &str,
+    format: LogFormat,
     app: impl std::future::Future<Output = std::result::Result<(), E>>,
 ) -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(log_colour()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     match app.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -55,13 +81,31 @@ pub async fn open_relay(
     Ok(Some(Arc::new(log)))
 }
 
-/// Listen on `addr` (`--listen`); the error names the setting and keeps the I/O error as its
-/// cause.
-pub async fn bind(
-    addr: std::net::SocketAddr,
-) -> std::result::Result<tokio::net::TcpListener, SettingError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        SettingError::new("listen", "FILESYNC_LISTEN", format!("cannot bind {addr}")).with_source(e)
+/// Listen on `listen` (`--listen`): `host:port`, where the host is an IP address (`[…]` for
+/// IPv6) or a name resolved through the system resolver (`localhost:8787`); the first
+/// resolved address that can be bound is used. The error names the setting and keeps the
+/// resolver's or the last bind's I/O error as its cause.
+pub async fn bind(listen: &str) -> std::result::Result<tokio::net::TcpListener, SettingError> {
+    let setting = |message: String| SettingError::new("listen", "FILESYNC_LISTEN", message);
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| {
+            setting(format!(
+                "cannot resolve {listen:?} (expected host:port, e.g. 127.0.0.1:8787 or localhost:8787)"
+            ))
+            .with_source(e)
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, e)) => setting(format!("cannot bind {addr} ({listen})")).with_source(e),
+        None => setting(format!("{listen:?} resolves to no address")),
     })
 }
 
@@ -78,7 +122,7 @@ pub struct Started {
 
 /// Open the relay log (`--relay-db`) and bind `--listen`; the error names the setting.
 pub async fn start(
-    listen: std::net::SocketAddr,
+    listen: &str,
     relay_db: Option<&std::path::Path>,
 ) -> std::result::Result<Started, SettingError> {
     let relay = open_relay(relay_db).await?;
@@ -118,6 +162,10 @@ pub async fn shutdown_signal() {
 
 /// URL lifetime when `--max-expiry-secs` is not given, in seconds.
 pub const DEFAULT_MAX_EXPIRY_SECS: u64 = 900;
+/// The shortest and longest URL lifetimes `--max-expiry-secs` can set (others are clamped,
+/// with a warning), as `RouterConfig::expiry`.
+const MIN_EXPIRY_SECS: u64 = 1;
+const MAX_EXPIRY_SECS: u64 = 3600;
 /// `--max-expiry-secs`'s former variable (`filesync-r2`), still read when the new one is unset.
 const TTL_SECS_ENV: &str = "FILESYNC_TTL_SECS";
 
@@ -125,9 +173,10 @@ const TTL_SECS_ENV: &str = "FILESYNC_TTL_SECS";
 /// setting, flattened into each binary's arguments (`#[command(flatten)]`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to listen on.
+    /// Address to listen on: `host:port`, the host an IP address (`[::1]` for IPv6) or a name
+    /// (`localhost:8787`).
     #[arg(long, env = "FILESYNC_LISTEN", default_value = "127.0.0.1:8787")]
-    pub listen: std::net::SocketAddr,
+    pub listen: String,
     /// Where the contract and relay routes live.
     #[arg(long, env = "FILESYNC_BASE_PATH", default_value = "/api")]
     pub base_path: String,
@@ -175,6 +224,10 @@ pub struct ServerArgs {
     /// Connections served at once; further clients wait to be accepted until one closes.
     #[arg(long, env = "FILESYNC_MAX_CONNECTIONS", default_value_t = ConnectionLimits::DEFAULT.max_connections)]
     pub max_connections: usize,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line).
+    #[arg(long, env = "FILESYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 impl ServerArgs {
@@ -281,7 +334,15 @@ impl ServerArgs {
             })?,
             (None, _) => DEFAULT_MAX_EXPIRY_SECS,
         };
-        Ok(std::time::Duration::from_secs(secs))
+        let clamped = secs.clamp(MIN_EXPIRY_SECS, MAX_EXPIRY_SECS);
+        if clamped != secs {
+            tracing::warn!(
+                requested = secs,
+                used = clamped,
+                "--max-expiry-secs is outside {MIN_EXPIRY_SECS}..={MAX_EXPIRY_SECS}: signed URLs live {clamped} s"
+            );
+        }
+        Ok(std::time::Duration::from_secs(clamped))
     }
 }
 

@@ -30,6 +30,9 @@ pub struct RouterConfig {
     pub cors_methods: String,
     /// `Cross-Origin-Resource-Policy` on every response, if set (R2-12: `cross-origin`).
     pub cross_origin_resource_policy: Option<String>,
+    /// The `version` in `/health`'s body: the server crate's version (default
+    /// `filesync-core`'s; the server crates set their own).
+    pub version: &'static str,
 }
 
 impl Default for RouterConfig {
@@ -45,6 +48,7 @@ impl Default for RouterConfig {
             request_timeout: Duration::from_secs(30),
             cors_methods: "GET, POST, DELETE, OPTIONS".into(),
             cross_origin_resource_policy: None,
+            version: env!("CARGO_PKG_VERSION"),
         }
     }
 }

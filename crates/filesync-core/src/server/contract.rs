@@ -38,12 +38,14 @@ pub(super) fn timeout_layer(timeout: Duration) -> TimeoutLayer {
     TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, timeout)
 }
 
-/// `GET /health`: the signer's probe, 200 `{"status":"ok",…}` or 500 `{"status":"error",…}`.
+/// `GET /health`: the signer's probe, 200 `{"status":"ok",…}` or 503
+/// `{"status":"error",…,"failing":…,"reason":…}`, both with `version`
+/// (`RouterConfig::version`).
 pub(super) fn health_route<S: ObjectSigner>(signer: Arc<S>, config: &RouterConfig) -> MethodRouter {
     get(health::<S>)
         .layer::<_, Infallible>(timeout_layer(config.request_timeout))
         .layer(axum::middleware::map_response(layer_statuses))
-        .with_state(signer)
+        .with_state((signer, config.version))
 }
 
 /// The authenticated contract routes, relative to the base path.
@@ -89,7 +91,9 @@ fn allowed_key(raw: &str, prefixes: &[String]) -> Result<ObjectKey, ApiError> {
     Ok(key)
 }
 
-async fn health<S: ObjectSigner>(State(signer): State<Arc<S>>) -> Response {
+async fn health<S: ObjectSigner>(
+    State((signer, version)): State<(Arc<S>, &'static str)>,
+) -> Response {
     let report = signer.health().await;
     let mut body = serde_json::Map::new();
     body.insert(
@@ -97,10 +101,26 @@ async fn health<S: ObjectSigner>(State(signer): State<Arc<S>>) -> Response {
         (if report.ok { "ok" } else { "error" }).into(),
     );
     body.extend(report.details);
+    if !report.ok {
+        // A signer that did not say what failed: its probe is of the bucket.
+        if !body.contains_key("failing") {
+            body.insert("failing".into(), "bucket".into());
+        }
+        if !body.contains_key("reason") {
+            body.insert("reason".into(), "the bucket probe failed".into());
+        }
+        // The signer logs the whole error; the request line shows the 503.
+        tracing::debug!(
+            failing = %body["failing"],
+            reason = %body["reason"],
+            "health check failed"
+        );
+    }
+    body.insert("version".into(), version.into());
     let status = if report.ok {
         StatusCode::OK
     } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+        StatusCode::SERVICE_UNAVAILABLE
     };
     json(status, &body)
 }

@@ -18,8 +18,11 @@
 //! - CORS headers on every response under the base ([`with_cors`]): `*` by default, or the
 //!   request's origin with `Access-Control-Allow-Credentials: true` when it is in the
 //!   configured allow-list.
-//! - Errors map to statuses in one place ([`ApiError`]); 5xx bodies carry no details. Logs
-//!   carry the method and path only: never query strings, tokens or signed URLs.
+//! - Errors map to statuses in one place ([`ApiError`]); 5xx bodies carry no details. One
+//!   INFO line per request ([`with_request_log`]): method, route template, status, latency;
+//!   never raw paths, query strings, tokens or signed URLs.
+//! - `GET /health` answers 200 `{"status":"ok",…,"version":…}`, or 503
+//!   `{"status":"error",…,"failing":…,"reason":…,"version":…}` ([`HealthReport`]).
 //!
 //! Nothing here installs global state; the binaries' process setup is `server::cli` (feature
 //! `cli`).
@@ -88,12 +91,42 @@ pub struct SignedRequest {
 }
 
 /// What a health probe found: `ok` and extra fields for the JSON body.
+///
+/// A failed probe names the failing part and why in `details` (`failing`, `reason`: see
+/// [`HealthReport::failing`]); the health route answers 503 with them, and adds `version`.
+/// The reason is public (the route needs no token): say what failed, not where (no paths,
+/// no credentials); log the whole error instead.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HealthReport {
     /// Whether the bucket answered.
     pub ok: bool,
     /// Extra fields, e.g. R2's `bucket` and `timestamp`.
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl HealthReport {
+    /// A passed probe, no extra fields.
+    pub fn healthy() -> Self {
+        Self {
+            ok: true,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// A failed probe: `part` (e.g. `bucket`) failed because of `reason` (one short public
+    /// sentence, e.g. `S3 answered 403`).
+    pub fn failing(part: impl Into<String>, reason: impl Into<String>) -> Self {
+        let mut details = serde_json::Map::new();
+        details.insert("failing".into(), part.into().into());
+        details.insert("reason".into(), reason.into().into());
+        Self { ok: false, details }
+    }
+
+    /// This report with one more field in its body.
+    pub fn with_detail(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(name.into(), value.into());
+        self
+    }
 }
 
 /// Mints signed URLs and deletes objects: implemented by `S3Signer` and `R2Proxy`.
@@ -160,7 +193,7 @@ pub fn relay_router(log: Arc<dyn EventLog>, config: RouterConfig) -> Router {
 
 /// The public `health` route and the `authed` routes, behind the bearer middleware (with a 404
 /// fallback, so unknown routes are authenticated too) and CORS, nested under the base path;
-/// `fallback` answers outside it; the trace span holds the method and path only.
+/// `fallback` answers outside it; one log line per request ([`with_request_log`]).
 fn assemble(
     config: &RouterConfig,
     health: Option<MethodRouter>,
@@ -194,12 +227,39 @@ fn assemble(
             None => app,
         }
     };
+    with_request_log(app)
+}
+
+/// `app` with one INFO line per request (tower-http's `TraceLayer`): in a span with the
+/// method and the matched route template (`route`, e.g. `/api/v1/sign/upload`; `-` when no
+/// route matched), the status and the latency in ms when the response starts. Never the raw
+/// path (file routes carry object keys), a query string (signed URLs' are credentials) or a
+/// header (tokens). A response body that fails mid-stream is logged as a warning; 5xx
+/// statuses are logged where they are made. Apply it last: it covers the routes `app` has.
+pub fn with_request_log(app: Router) -> Router {
+    use tower_http::classify::ServerErrorsFailureClass;
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
     app.layer(
-        tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<Body>| {
-                // The path only: query strings of signed URLs are credentials.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            },
-        ),
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &axum::http::Request<Body>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("-", axum::extract::MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route)
+            })
+            .on_request(())
+            .on_response(
+                DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Millis),
+            )
+            .on_failure(
+                |class: ServerErrorsFailureClass, _: Duration, _: &tracing::Span| {
+                    if let ServerErrorsFailureClass::Error(error) = class {
+                        tracing::warn!(%error, "response failed");
+                    }
+                },
+            ),
     )
 }

@@ -27,7 +27,8 @@ struct Args {
     #[arg(long, env = "FILESYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The URL clients reach this server at (signed URLs start with it), e.g.
-    /// https://files.example.com behind a TLS-terminating proxy. Default: http://<listen address>.
+    /// https://files.example.com behind a TLS-terminating proxy. Default: http://<listen address>;
+    /// required when listening on every interface (0.0.0.0, [::]).
     #[arg(long, env = "FILESYNC_PUBLIC_URL")]
     public_url: Option<url::Url>,
     /// Where the file routes live.
@@ -55,7 +56,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    main_with("filesync-r2", run(args)).await
+    main_with("filesync-r2", args.server.log_format, run(args)).await
 }
 
 fn bucket(args: &Args) -> Result<Bucket> {
@@ -176,11 +177,22 @@ async fn run(args: Args) -> Result<()> {
         relay,
         listener,
         addr,
-    } = start(args.server.listen, relay_path.as_deref())
+    } = start(&args.server.listen, relay_path.as_deref())
         .await
         .map_err(|e| Error::Start(e.into()))?;
     let public_url = match args.public_url {
         Some(u) => u,
+        // Signed file URLs start with the public URL: `http://0.0.0.0:8787/…` reaches no one.
+        None if addr.ip().is_unspecified() => {
+            return Err(SettingError::new(
+                "public-url",
+                "FILESYNC_PUBLIC_URL",
+                format!(
+                    "required when listening on every interface ({addr}): signed file URLs start with it, and http://{addr} reaches no client; give the address clients use, e.g. --public-url https://files.example.com"
+                ),
+            )
+            .into());
+        }
         None => format!("http://{addr}").parse().map_err(|e| {
             SettingError::new(
                 "public-url",

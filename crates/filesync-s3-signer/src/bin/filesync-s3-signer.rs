@@ -27,18 +27,19 @@ async fn main() -> std::process::ExitCode {
     // Only S3 here: the bucket's endpoint, name and credentials are required.
     let matches = S3Args::require(Args::command()).get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    main_with("filesync-s3-signer", run(args)).await
+    main_with("filesync-s3-signer", args.server.log_format, run(args)).await
 }
 
 async fn run(args: Args) -> Result<()> {
     let signer = S3Signer::new(S3Settings::try_from(args.s3)?)?;
-    let config = args.server.router_config()?;
+    let mut config = args.server.router_config()?;
+    config.version = env!("CARGO_PKG_VERSION");
     let serve_config = args.server.serve_config()?;
     let Started {
         relay,
         listener,
         addr,
-    } = start(args.server.listen, args.server.relay_db.as_deref())
+    } = start(&args.server.listen, args.server.relay_db.as_deref())
         .await
         .map_err(|e| Error::Start(e.into()))?;
     tracing::info!(%addr, base_path = %config.base_path, relay = relay.is_some(), "filesync-s3-signer listening");
