@@ -34,9 +34,10 @@ fn main() -> Result<()> {
         ["demo"] => demo::demo(&sh),
         ["demo", "--web"] => demo::web(&sh),
         ["web"] => build_web(&sh).map(drop),
+        ["sim", rest @ ..] => sim(&sh, rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo [--web] | web | ci | setup | bench [hash|relay|r2] | tidy>\n\n\
+                "usage: cargo xtask <demo [--web] | web | ci | setup | bench [hash|relay|r2] | sim ... | tidy>\n\n\
                  demo   two CLI clients sync through filesync-r2 (local-disk bucket, SQLite relay);\n\
                         demo --web: serve the web demo on filesync-r2 and print its URL\n\
                  web    build the web demo into target/web\n\
@@ -46,11 +47,24 @@ fn main() -> Result<()> {
                         relay: 100k events pushed and caught up over loopback vs bare SQLite;\n\
                         r2: 1 GiB through filesync-r2 vs a bare HTTP server and a plain copy,\n\
                         signer requests/s, the server's peak RSS\n\
+                 sim    the deterministic simulation (release build): --seeds N [--start S] runs\n\
+                        seeds S..S+N; --seed S [--trace] replays one (the command a failure prints)\n\
                  tidy   repository layout checks"
             );
             std::process::exit(2)
         }
     }
+}
+
+/// `cargo xtask sim --seeds N [--start S] | --seed S [--trace]`: the simulation in a release
+/// build (10,000 seeds take minutes, not an hour). CI runs 256 seeds as a test instead.
+fn sim(sh: &Shell, args: &[&str]) -> Result<()> {
+    ensure!(
+        !args.is_empty(),
+        "usage: cargo xtask sim --seeds N [--start S] | --seed S [--trace]"
+    );
+    cmd!(sh, "cargo run --quiet --release -p filesync-sim -- {args...}").run()?;
+    Ok(())
 }
 
 fn project_root() -> PathBuf {
@@ -234,7 +248,7 @@ fn ci(sh: &Shell) -> Result<()> {
     // so a local run with uncommitted edits checks them too (CI's clone is clean anyway).
     cmd!(
         sh,
-        "cargo package --workspace --allow-dirty --exclude filesync-cli --exclude filesync-web --exclude xtask"
+        "cargo package --workspace --allow-dirty --exclude filesync-cli --exclude filesync-web --exclude filesync-sim --exclude xtask"
     )
     .run()?;
     step("demo");
