@@ -8,7 +8,7 @@ use futures::Stream;
 use crate::engine::{Engine, EngineParts, Options};
 use crate::events::{SyncEvent, TransferKind};
 use crate::fs::{ByteStream, FileSystem};
-use crate::preprocess::{FileInput, Preprocessor, Preprocessors, serialize_metadata};
+use crate::preprocess::{FileInput, Preprocessor, Preprocessors, named_metadata};
 use crate::remote::RemoteStorage;
 use crate::rt;
 use crate::schema::{
@@ -60,6 +60,114 @@ pub enum FileUrl {
     Local(String),
     /// A signed, short-lived URL of the remote copy.
     Remote(String),
+}
+
+/// One live file, as [`FileSync::list_files`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileEntry {
+    /// The file's id.
+    pub id: FileId,
+    /// The name it was saved under (`metadataJson`'s `name`), if known.
+    pub name: Option<String>,
+    /// Its MIME type (`metadataJson`'s `mimeType`), if known.
+    pub mime_type: Option<String>,
+    /// Its size in bytes (`metadataJson`'s `sizeBytes`), if known.
+    pub size: Option<u64>,
+    /// SHA-256 of its current content.
+    pub content_hash: ContentHash,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// Whether it can be shown, and what is moving (API-24).
+    pub display: DisplayState,
+}
+
+impl FileEntry {
+    fn new(record: FileRecord, state: Option<LocalFileState>) -> Self {
+        let meta = record.metadata().unwrap_or_default();
+        Self {
+            id: record.id.clone(),
+            name: meta.name,
+            mime_type: meta.mime_type,
+            size: meta.size_bytes,
+            content_hash: record.content_hash,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            display: DisplayState::new(record, state),
+        }
+    }
+}
+
+/// A change to a file, from [`FileSync::changes`]: made here, by another engine or process on
+/// the same store (another tab, another `filesync` command), or by another device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileChange {
+    /// A new file.
+    Created(FileId),
+    /// New content.
+    Updated(FileId),
+    /// Its content reached the remote (the record now has its remote key).
+    Uploaded(FileId),
+    /// Deleted.
+    Deleted(FileId),
+}
+
+impl FileChange {
+    /// The file concerned.
+    pub fn id(&self) -> &FileId {
+        match self {
+            Self::Created(id) | Self::Updated(id) | Self::Uploaded(id) | Self::Deleted(id) => id,
+        }
+    }
+}
+
+/// What [`FileSync::changes`] remembers of a row to tell what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    hash: ContentHash,
+    uploaded: bool,
+    deleted: bool,
+}
+
+type Snapshot = std::collections::BTreeMap<FileId, Seen>;
+
+async fn snapshot(store: &dyn Store) -> Result<Snapshot> {
+    Ok(store
+        .files()
+        .await?
+        .into_iter()
+        .map(|f| {
+            let seen = Seen {
+                hash: f.content_hash,
+                uploaded: f.remote_key.is_some(),
+                deleted: f.is_deleted(),
+            };
+            (f.id, seen)
+        })
+        .collect())
+}
+
+/// The changes from `old` to `new`, in id order.
+fn diff(old: &Snapshot, new: &Snapshot) -> Vec<FileChange> {
+    let mut out = Vec::new();
+    for (id, now) in new {
+        let change = match old.get(id) {
+            None if now.deleted => None,
+            None => Some(FileChange::Created(id.clone())),
+            Some(before) if now.deleted && !before.deleted => Some(FileChange::Deleted(id.clone())),
+            Some(before) if now.deleted || before.deleted => None,
+            Some(before) if before.hash != now.hash => Some(FileChange::Updated(id.clone())),
+            Some(before) if now.uploaded && !before.uploaded => {
+                Some(FileChange::Uploaded(id.clone()))
+            }
+            Some(_) => None,
+        };
+        out.extend(change);
+    }
+    out
 }
 
 /// `getFileDisplayState` (API-24).
@@ -297,12 +405,13 @@ impl FileSync {
     pub async fn save_file(&self, file: FileInput) -> Result<SaveResult> {
         let processed = self.engine.preprocessors.apply(file).await?;
         let mime = processed.file.mime_type.clone();
+        let name = processed.file.name.clone();
         let put = self
             .engine
             .cas
             .put(processed.file.body, Some(&mime))
             .await?;
-        let metadata_json = serialize_metadata(processed.metadata, &mime, put.size);
+        let metadata_json = named_metadata(processed.metadata, &name, &mime, put.size);
         let id = FileId::random();
         let now = Timestamp::now();
         self.engine
@@ -337,6 +446,7 @@ impl FileSync {
             .ok_or_else(|| Error::not_found(format_args!("file {id}")))?;
         let processed = self.engine.preprocessors.apply(file).await?;
         let mime = processed.file.mime_type.clone();
+        let name = processed.file.name.clone();
         let put = self
             .engine
             .cas
@@ -349,7 +459,7 @@ impl FileSync {
                 content_hash: record.content_hash,
             });
         }
-        let metadata_json = serialize_metadata(processed.metadata, &mime, put.size);
+        let metadata_json = named_metadata(processed.metadata, &name, &mime, put.size);
         if let Some(key) = &record.remote_key {
             self.engine.owe_remote_delete(key).await?;
         }
@@ -520,6 +630,67 @@ impl FileSync {
         };
         let state = self.engine.store.local_state(id).await?;
         Ok(Some(DisplayState::new(record, state)))
+    }
+
+    /// Every live (not deleted) file with its name, size, type and display state, oldest
+    /// first.
+    pub async fn list_files(&self) -> Result<Vec<FileEntry>> {
+        let store = &self.engine.store;
+        let mut states: std::collections::BTreeMap<FileId, LocalFileState> = store
+            .local_states()
+            .await?
+            .into_iter()
+            .map(|s| (s.file_id.clone(), s))
+            .collect();
+        let mut files: Vec<FileEntry> = store
+            .files()
+            .await?
+            .into_iter()
+            .filter(|f| !f.is_deleted())
+            .map(|f| {
+                let state = states.remove(&f.id);
+                FileEntry::new(f, state)
+            })
+            .collect();
+        files.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(files)
+    }
+
+    /// Files created, updated, uploaded and deleted from now on, whoever committed them: this
+    /// engine, another engine or process on the same store (commits through another
+    /// connection are seen within [`store::POLL_INTERVAL`](crate::store::POLL_INTERVAL)), or
+    /// another device (once the relay's events are applied). Changes that happen in quick
+    /// succession may be reported once (created and deleted in between: not at all). Each
+    /// wake-up compares the `files` table with the last one seen, so it costs one read of
+    /// the table per batch of commits. A store error ends nothing: it is yielded and the stream
+    /// goes on.
+    pub async fn changes(&self) -> Result<rt::BoxStream<'static, Result<FileChange>>> {
+        use futures::StreamExt;
+        let store = Arc::clone(&self.engine.store);
+        let seen = snapshot(&*store).await?;
+        let head = store.head().await?;
+        let batches = crate::store::subscribe(Arc::clone(&store), head);
+        let stream = futures::stream::unfold(
+            (store, seen, batches, std::collections::VecDeque::new()),
+            |(store, mut seen, mut batches, mut ready)| async move {
+                loop {
+                    if let Some(change) = ready.pop_front() {
+                        return Some((Ok(change), (store, seen, batches, ready)));
+                    }
+                    match batches.next().await? {
+                        Err(e) => return Some((Err(e), (store, seen, batches, ready))),
+                        Ok(_) => match snapshot(&*store).await {
+                            Ok(now) => {
+                                ready.extend(diff(&seen, &now));
+                                seen = now;
+                            }
+                            Err(e) => return Some((Err(e), (store, seen, batches, ready))),
+                        },
+                    }
+                }
+            },
+        );
+        Ok(rt::boxed_stream(stream))
     }
 
     /// Move a queued download to the front (API-10). No-op in local-only mode.

@@ -43,6 +43,7 @@ pub struct TransferProgress {
 /// Where a `sync:recovery` came from (EVT-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RecoveryFrom {
     /// The event stream recovered after errors.
     StreamError,
@@ -53,6 +54,7 @@ pub enum RecoveryFrom {
 /// Why the heartbeat intervened (EVT-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum HeartbeatReason {
     /// The event stream task had ended.
     StreamDead,
@@ -65,6 +67,7 @@ pub enum HeartbeatReason {
 /// Every event the engine emits (EVT-1..10). Serializes as `{"type": "...", ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
+#[non_exhaustive]
 pub enum SyncEvent {
     /// A non-empty batch of file events is being processed (EVT-1).
     #[serde(rename = "sync:start")]

@@ -9,13 +9,18 @@ use crate::fs::ByteStream;
 use crate::rt::{MaybeSend, MaybeSync};
 use crate::schema::FileMetadata;
 
-/// A file handed to `save_file` / `update_file`: a byte stream and its MIME type.
+/// A file handed to `save_file` / `update_file`: a byte stream, its MIME type and its name.
+///
+/// Build one from a path ([`from_path`](Self::from_path), native), a browser `File`
+/// ([`from_file`](Self::from_file), wasm32), bytes ([`from_bytes`](Self::from_bytes)) or any
+/// stream ([`new`](Self::new)).
 pub struct FileInput {
     /// The bytes; streamed once into the content store.
     pub body: ByteStream,
     /// The MIME type (`file.type`); may be empty.
     pub mime_type: String,
-    /// A name for messages (not stored: content is named by its hash).
+    /// The file's name (`photo.jpg`). Kept with the file in its `metadataJson` as `name`
+    /// (content itself is named by its hash); an empty name is not recorded.
     pub name: String,
 }
 
@@ -29,6 +34,53 @@ impl FileInput {
         }
     }
 
+    /// The file at `path`, streamed from disk when saved: its name is the path's last
+    /// component, its MIME type guessed from the extension (`application/octet-stream` when
+    /// unknown). A missing path or a directory is an error now, not when saving.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        use futures::StreamExt;
+        let path = path.as_ref();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| crate::Error::io("open", path.display(), e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| crate::Error::io("stat", path.display(), e))?;
+        if meta.is_dir() {
+            return Err(crate::Error::invalid("path", "is a directory, not a file"));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(|chunk| {
+            chunk.map_err(|e| crate::Error::Stream {
+                source: Box::new(e),
+            })
+        });
+        Ok(Self::new(
+            name,
+            mime.essence_str(),
+            crate::rt::boxed_stream(body),
+        ))
+    }
+
+    /// A browser `File` (from a picker or a drop): its name and type as the browser reports
+    /// them, its bytes read in 1 MiB slices as they are saved (never the whole file at once).
+    #[cfg(target_arch = "wasm32")]
+    pub fn from_file(file: &web_sys::File) -> Self {
+        Self::new(file.name(), file.type_(), blob_stream(file.clone().into()))
+    }
+
+    /// A browser `Blob` under `name` (its type as the blob reports it), read in 1 MiB slices.
+    #[cfg(target_arch = "wasm32")]
+    pub fn from_blob(blob: &web_sys::Blob, name: impl Into<String>) -> Self {
+        Self::new(name, blob.type_(), blob_stream(blob.clone()))
+    }
+
     /// A file from bytes in memory.
     pub fn from_bytes(
         name: impl Into<String>,
@@ -37,6 +89,36 @@ impl FileInput {
     ) -> Self {
         Self::new(name, mime_type, crate::fs::bytes_stream(data))
     }
+}
+
+/// A blob's bytes in 1 MiB slices, each read when the stream is polled.
+#[cfg(target_arch = "wasm32")]
+fn blob_stream(blob: web_sys::Blob) -> ByteStream {
+    const SLICE: f64 = 1024.0 * 1024.0;
+    let size = blob.size();
+    Box::pin(futures::stream::unfold(0.0, move |pos| {
+        let blob = blob.clone();
+        async move {
+            if pos >= size {
+                return None;
+            }
+            let end = (pos + SLICE).min(size);
+            let chunk = async {
+                let slice = blob
+                    .slice_with_f64_and_f64(pos, end)
+                    .map_err(|e| format!("{e:?}"))?;
+                let buf = wasm_bindgen_futures::JsFuture::from(slice.array_buffer())
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                Ok::<_, String>(bytes::Bytes::from(js_sys::Uint8Array::new(&buf).to_vec()))
+            }
+            .await
+            .map_err(|e| crate::Error::Stream {
+                source: std::io::Error::other(e).into(),
+            });
+            Some((chunk, end))
+        }
+    }))
 }
 
 impl std::fmt::Debug for FileInput {
@@ -145,7 +227,27 @@ impl Preprocessors {
 /// PRE-6: the `metadataJson` to record: `None` without metadata; otherwise the metadata with
 /// `mimeType` filled in (if missing and known) and `sizeBytes` (if missing).
 pub fn serialize_metadata(metadata: Option<FileMetadata>, mime: &str, size: u64) -> Option<String> {
-    let mut m = metadata?;
+    named_metadata(metadata, "", mime, size)
+}
+
+/// [`serialize_metadata`], keeping the file's `name` too: with a non-empty name the metadata is
+/// recorded even when no preprocessor gave any (`{"name":…,"mimeType":…,"sizeBytes":…}`), so
+/// the name travels with the file's events. A name the metadata already has is kept.
+pub fn named_metadata(
+    metadata: Option<FileMetadata>,
+    name: &str,
+    mime: &str,
+    size: u64,
+) -> Option<String> {
+    let name = name.trim();
+    let mut m = match metadata {
+        Some(m) => m,
+        None if !name.is_empty() => FileMetadata::default(),
+        None => return None,
+    };
+    if m.name.is_none() && !name.is_empty() {
+        m.name = Some(name.to_owned());
+    }
     if m.mime_type.is_none() && !mime.trim().is_empty() {
         m.mime_type = Some(mime.trim().to_owned());
     }

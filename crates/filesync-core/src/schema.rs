@@ -460,10 +460,14 @@ pub struct ImageSize {
     pub height: u64,
 }
 
-/// What `metadataJson` holds (SCH-16). Keys other than these four are ignored when parsing.
+/// What `metadataJson` holds (SCH-16, plus `name`). Other keys are ignored when parsing.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
+    /// The file's name as it was saved (`photo.jpg`): a filesync addition. The original
+    /// ignores unknown keys, so events stay readable by its clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// MIME type of the (processed) content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,

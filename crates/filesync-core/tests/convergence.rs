@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use filesync_core::FileSync;
-use filesync_core::Options;
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{EventSeq, TransferStatus};
@@ -39,9 +38,10 @@ async fn client(remote: &MemoryRemote, relay: &MemoryRelay) -> Client {
         .builder(STORE)
         .with_remote(Arc::new(remote.clone()))
         .with_relay(Arc::new(relay.clone()))
-        .with_options(Options {
-            health_check_interval: Duration::from_millis(50),
-            ..retry_fast()
+        .with_options({
+            let mut o = retry_fast();
+            o.health_check_interval = Duration::from_millis(50);
+            o
         })
         .start()
         .await

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use filesync_core::Options;
 use filesync_core::api::FileUrl;
 use filesync_core::api::SaveResult;
 use filesync_core::events::SyncEvent;
@@ -304,9 +303,10 @@ async fn net_2_starts_online_and_only_a_probe_takes_it_offline() {
         store: Arc::clone(&store),
     }
     .builder(STORE)
-    .with_options(Options {
-        health_check_interval: Duration::from_secs(3600),
-        ..fast()
+    .with_options({
+        let mut o = fast();
+        o.health_check_interval = Duration::from_secs(3600);
+        o
     })
     .with_remote(Arc::new(remote.clone()))
     .start()
@@ -421,9 +421,10 @@ async fn held_client(remote: &HoldingRemote<MemoryRemote>) -> Client {
     let disk = Disk { fs, store };
     let sync = disk
         .builder(STORE)
-        .with_options(Options {
-            transfer_timeout: Duration::from_secs(3600),
-            ..fast()
+        .with_options({
+            let mut o = fast();
+            o.transfer_timeout = Duration::from_secs(3600);
+            o
         })
         .with_remote(Arc::new(remote.clone()))
         .start()
@@ -902,9 +903,10 @@ async fn eng_17_losing_leadership_interrupts_and_requeues() {
     let sync = disk
         .builder(STORE)
         .with_remote(Arc::new(remote.clone()))
-        .with_options(Options {
-            transfer_timeout: Duration::from_secs(60),
-            ..fast()
+        .with_options({
+            let mut o = fast();
+            o.transfer_timeout = Duration::from_secs(60);
+            o
         })
         .with_leadership(leadership.clone())
         .start()

@@ -107,18 +107,21 @@ impl Store for Flaky {
 const STORE: &str = "s";
 
 fn options() -> Options {
-    Options {
-        health_check_interval: Duration::from_millis(30),
-        heartbeat_interval: Duration::from_millis(40),
-        stream_stall_threshold: Duration::from_millis(100),
-        stream_recovery_base_delay: Duration::from_millis(10),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_elapsed: Duration::from_secs(5),
-            max_retries: 2,
-            jitter: 0.2,
-        },
-        ..Options::default()
+    {
+        let mut o = Options::default();
+        o.health_check_interval = Duration::from_millis(30);
+        o.heartbeat_interval = Duration::from_millis(40);
+        o.stream_stall_threshold = Duration::from_millis(100);
+        o.stream_recovery_base_delay = Duration::from_millis(10);
+        o.retry = {
+            let mut o = RetryPolicy::default();
+            o.base_delay = Duration::from_millis(5);
+            o.max_elapsed = Duration::from_secs(5);
+            o.max_retries = 2;
+            o.jitter = 0.2;
+            o
+        };
+        o
     }
 }
 
@@ -237,13 +240,11 @@ async fn net_7_stall_detected_without_false_positive() {
 #[tokio::test(start_paused = true)]
 async fn net_7_zero_interval_disables_heartbeat() {
     let store = Arc::new(Flaky::default());
-    let sync = start(
-        &store,
-        Options {
-            heartbeat_interval: Duration::ZERO,
-            ..options()
-        },
-    )
+    let sync = start(&store, {
+        let mut o = options();
+        o.heartbeat_interval = Duration::ZERO;
+        o
+    })
     .await;
     let mut events = Box::pin(sync.events());
     store.failing_reads.store(5, Ordering::Release);
@@ -432,9 +433,10 @@ async fn api_8_resolve_prioritises_and_falls_back_to_remote() {
     remote.push_fault(Fault::Hang);
     let b = FileSync::builder(store_id(STORE), Arc::new(MemoryFs::new()), b_store.clone())
         .with_remote(Arc::new(remote.clone()))
-        .with_options(Options {
-            transfer_timeout: Duration::from_millis(300),
-            ..options()
+        .with_options({
+            let mut o = options();
+            o.transfer_timeout = Duration::from_millis(300);
+            o
         })
         .start()
         .await

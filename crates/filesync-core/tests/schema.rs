@@ -547,6 +547,7 @@ fn sch_16_metadata_from_json_object() {
     assert_eq!(
         m,
         FileMetadata {
+            name: None,
             mime_type: Some("image/png".to_owned()),
             size_bytes: Some(1234),
             image: Some(ImageSize {

@@ -288,24 +288,23 @@ impl World {
     }
 
     fn options(&self, device: usize) -> Options {
-        Options {
-            health_check_interval: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_secs(5),
-            stream_stall_threshold: Duration::from_secs(10),
-            stream_recovery_base_delay: Duration::from_millis(200),
-            stream_recovery_max_delay: Duration::from_secs(5),
-            stream_recovery_window: Duration::from_secs(30),
-            retry: RetryPolicy {
-                base_delay: Duration::from_millis(200),
-                max_elapsed: Duration::from_secs(20),
-                max_retries: 5,
-                jitter: 0.2,
-            },
-            transfer_timeout: Duration::from_secs(5),
-            orphan_grace: ORPHAN_GRACE,
-            jitter_seed: Some(self.seed ^ (device as u64 + 1).wrapping_mul(0x9e37_79b9)),
-            ..Options::default()
-        }
+        let mut retry = RetryPolicy::default();
+        retry.base_delay = Duration::from_millis(200);
+        retry.max_elapsed = Duration::from_secs(20);
+        retry.max_retries = 5;
+        retry.jitter = 0.2;
+        let mut o = Options::default();
+        o.health_check_interval = Duration::from_secs(1);
+        o.heartbeat_interval = Duration::from_secs(5);
+        o.stream_stall_threshold = Duration::from_secs(10);
+        o.stream_recovery_base_delay = Duration::from_millis(200);
+        o.stream_recovery_max_delay = Duration::from_secs(5);
+        o.stream_recovery_window = Duration::from_secs(30);
+        o.retry = retry;
+        o.transfer_timeout = Duration::from_secs(5);
+        o.orphan_grace = ORPHAN_GRACE;
+        o.jitter_seed = Some(self.seed ^ (device as u64 + 1).wrapping_mul(0x9e37_79b9));
+        o
     }
 
     async fn start(&mut self, i: usize) -> Result<(), String> {

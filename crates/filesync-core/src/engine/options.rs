@@ -7,6 +7,7 @@ use super::backoff::Backoff;
 
 /// Engine options, with the original's defaults (CFG-2, CFG-3). Every one is settable (WEAK-22).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Downloads at once (2).
     pub max_concurrent_downloads: usize,
@@ -76,6 +77,7 @@ impl Default for Options {
 /// each delay jittered by ×0.8–1.2, at most 5 retries, and no retry that would end more than
 /// 60 s after the first failure.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// The first delay.
     pub base_delay: Duration,

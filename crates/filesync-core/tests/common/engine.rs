@@ -50,28 +50,33 @@ impl Disk {
 /// Intervals short enough for tests to run in real time: health every 50 ms, heartbeat every
 /// 100 ms, five retries from 20 ms, transfers time out after 500 ms.
 pub fn fast() -> Options {
-    Options {
-        health_check_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(100),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
-            max_retries: 5,
-            jitter: 0.2,
-        },
-        transfer_timeout: Duration::from_millis(500),
-        ..Options::default()
+    {
+        let mut o = Options::default();
+        o.health_check_interval = Duration::from_millis(50);
+        o.heartbeat_interval = Duration::from_millis(100);
+        o.retry = {
+            let mut o = RetryPolicy::default();
+            o.base_delay = Duration::from_millis(20);
+            o.max_elapsed = Duration::from_secs(10);
+            o.max_retries = 5;
+            o.jitter = 0.2;
+            o
+        };
+        o.transfer_timeout = Duration::from_millis(500);
+        o
     }
 }
 
 /// The default options, with retries starting at 20 ms.
 pub fn retry_fast() -> Options {
-    Options {
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        ..Options::default()
+    {
+        let mut o = Options::default();
+        o.retry = {
+            let mut o = RetryPolicy::default();
+            o.base_delay = Duration::from_millis(20);
+            o
+        };
+        o
     }
 }
 
