@@ -619,6 +619,14 @@ mod rebase {
             .block_on(body)
     }
 
+    /// `default` cases, or `PROPTEST_CASES` when set (to hunt with many more).
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
     /// A temporary directory in memory where there is one (`/dev/shm`): the store syncs every
     /// commit, which on a busy disk would make the cases slow, not more thorough.
     fn scratch_dir() -> tempfile::TempDir {
@@ -630,8 +638,8 @@ mod rebase {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-        /// 256 cases of up to 24 steps on `MemoryStore`.
+        #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+        /// 256 cases (or `PROPTEST_CASES`) of up to 24 steps on `MemoryStore`.
         #[test]
         fn memory_store_rebases_and_confirms_as_the_model(ops in prop::collection::vec(op(), 0..24)) {
             run(async {
@@ -642,8 +650,9 @@ mod rebase {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-        /// 256 cases of up to 24 steps on `SqliteStore` in a temporary directory.
+        #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+        /// 256 cases (or `PROPTEST_CASES`) of up to 24 steps on `SqliteStore` in a temporary
+        /// directory.
         #[test]
         fn sqlite_store_rebases_and_confirms_as_the_model(ops in prop::collection::vec(op(), 0..24)) {
             run(async {

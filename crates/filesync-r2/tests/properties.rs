@@ -34,7 +34,7 @@ use filesync_core::contract::{
 };
 use filesync_core::hash::hash_bytes;
 use filesync_core::schema::{Event, FileCreated, FileDeleted, LocalFileStateClear, MetadataJson};
-use filesync_core::server::{EventLog, RouterConfig, Secret, SqliteEventLog, TokenGrant};
+use filesync_core::server::{EventLog, RouterConfig, Secret, SqliteEventLog};
 use filesync_core::types::{ContentHash, FileId, LocalPath, ObjectKey, StoreId, Timestamp};
 use filesync_r2::signature::{Bound, decode_key, encode_key, signed_url_bound};
 use filesync_r2::{Bucket, DEFAULT_FILES_BASE_PATH, R2Config, R2Proxy, router};
@@ -42,6 +42,8 @@ use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tower::ServiceExt;
+
+mod common;
 
 /// A token for every key and store.
 const TOKEN: &str = "r2-props-token-0123456789";
@@ -146,10 +148,9 @@ async fn world() -> World {
         proxy_config,
     ));
     let config = RouterConfig {
-        tokens: TokenGrant::parse_all(&[TOKEN.to_owned(), format!("{SCOPED}:other/")]).unwrap(),
         body_limit: BODY_LIMIT,
         relay_body_limit: RELAY_BODY_LIMIT,
-        ..RouterConfig::default()
+        ..common::grants(&[TOKEN, &format!("{SCOPED}:other/")])
     };
     let log: Arc<dyn EventLog> = Arc::clone(&relay) as Arc<dyn EventLog>;
     World {
@@ -1177,10 +1178,7 @@ async fn build(world: &World, plan: &Plan, before: &Snapshot) -> Built {
         req = req.header("last-event-id", id.as_str());
     }
     let scope = match (&plan.route, &plan.path, &plan.body) {
-        (_, PathMangle::None, _) if matches!(plan.route, Route::Push(..)) => match &plan.route {
-            Route::Push(store, _) => Scope::Store(store.clone()),
-            _ => Scope::Unknown,
-        },
+        (Route::Push(store, _), PathMangle::None, _) => Scope::Store(store.clone()),
         (Route::Delete(Payload::Valid(k) | Payload::Wild(k)), PathMangle::None, Mangle::None) => {
             match ObjectKey::parse(k.trim_start_matches('/')) {
                 Ok(k) => Scope::Key(k.to_string()),
@@ -1188,8 +1186,9 @@ async fn build(world: &World, plan: &Plan, before: &Snapshot) -> Built {
             }
         }
         (Route::Delete(_), _, _) => Scope::Unknown,
-        // Nothing else may change anything.
-        _ => Scope::Key(String::new()),
+        // A path mangled into another route's (`…/stores/api/push`) may change that route's.
+        (_, PathMangle::None, _) => Scope::Key(String::new()),
+        _ => Scope::Unknown,
     };
     let body = json.map(|b| plan.body.apply(b, limit)).unwrap_or_default();
     Built {
@@ -1198,6 +1197,19 @@ async fn build(world: &World, plan: &Plan, before: &Snapshot) -> Built {
         authorized: grant != Grant::Nothing,
         scope,
     }
+}
+
+/// Whether an object stored under `key` would collide with the local bucket's directories:
+/// a stored object under `key/`, or one at a prefix of it.
+fn collides(before: &Snapshot, key: &str) -> bool {
+    let objects = || {
+        before
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix("objects/"))
+    };
+    let dir = format!("{key}/");
+    objects().any(|o| o.starts_with(&dir) || key.starts_with(&format!("{o}/")))
 }
 
 /// A file route request: its path (signed or not), headers and body, and what it must get
@@ -1255,16 +1267,31 @@ fn build_file(plan: &Plan, file: &FilePlan, before: &Snapshot) -> Built {
         (Signed::Garbage(q), _) => format!("{plain}?{q}"),
     };
     let method = plan.method.clone().unwrap_or(file.op.method());
-    let signed_valid = parsed.is_some()
-        && matches!(file.signed, Signed::Valid | Signed::Unbound)
-        && file.op.method() == method
-        && file.op != FileOp::Options;
+    // Whether the URL carries a good signature for the method sent (`GET` covers `HEAD`).
+    let url_method = match file.signed {
+        Signed::Valid | Signed::Unbound => Some(signed_method),
+        Signed::OtherMethod if signed_method == "PUT" => Some("GET"),
+        Signed::OtherMethod => Some("PUT"),
+        _ => None,
+    };
+    let sent_method = match method {
+        Method::PUT => Some("PUT"),
+        Method::GET | Method::HEAD => Some("GET"),
+        Method::DELETE => Some("DELETE"),
+        _ => None,
+    };
+    let signed_valid = parsed.is_some() && url_method.is_some() && url_method == sent_method;
     // The key the route serves: a raw path's as the route decodes it.
     let served = match &file.key {
         FileKey::Raw(raw) => decode_key(raw).and_then(Result::ok).map(|k| k.to_string()),
         _ => key.clone(),
     };
-    let authorized = signed_valid || served.as_deref().is_some_and(|k| covers(grant, k));
+    // A mangled path may name another key (or route) than the one signed or planned.
+    let authorized = signed_valid
+        || match plan.path {
+            PathMangle::None => served.as_deref().is_some_and(|k| covers(grant, k)),
+            _ => grant != Grant::Nothing,
+        };
 
     let mut req = plan.auth.apply(
         Request::builder()
@@ -1326,32 +1353,42 @@ fn build_file(plan: &Plan, file: &FilePlan, before: &Snapshot) -> Built {
             _ => None,
         },
         (true, Some(key)) => Some(match file.op {
-            // A declared length over the limit is refused first, then a body that is not
-            // its content address, then a body over the limit as it streams.
-            FileOp::Put
-                if len as u64 > MAX_OBJECT
-                    && (file.length == Declared::Right
-                        || !matches!(file.key, FileKey::Wrong(_))) =>
-            {
-                Expect {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
+            // As `files::put` checks: a declared length over the limit; a checksum (declared or
+            // signed) that contradicts the content address; a key that collides with the local
+            // bucket's directories (`a` beside `a/b`: 409); then, while streaming, a body over
+            // the limit; then a body that is not its content address.
+            FileOp::Put => {
+                let too_big = len as u64 > MAX_OBJECT;
+                let wrong = matches!(file.key, FileKey::Wrong(_));
+                let contradicted = wrong
+                    && (file.checksum == Declared::Right || matches!(file.signed, Signed::Valid));
+                let refused = |status| Expect {
+                    status,
                     effect: Effect::Nothing,
+                };
+                if too_big && file.length == Declared::Right {
+                    refused(StatusCode::PAYLOAD_TOO_LARGE)
+                } else if contradicted {
+                    refused(StatusCode::BAD_REQUEST)
+                } else if collides(before, key) {
+                    refused(StatusCode::CONFLICT)
+                } else if too_big {
+                    refused(StatusCode::PAYLOAD_TOO_LARGE)
+                } else if wrong {
+                    refused(StatusCode::BAD_REQUEST)
+                } else {
+                    Expect {
+                        status: StatusCode::OK,
+                        effect: Effect::Stored(
+                            key.clone(),
+                            file.body.clone(),
+                            file.content_type
+                                .unwrap_or("application/octet-stream")
+                                .to_owned(),
+                        ),
+                    }
                 }
             }
-            FileOp::Put if matches!(file.key, FileKey::Wrong(_)) => Expect {
-                status: StatusCode::BAD_REQUEST,
-                effect: Effect::Nothing,
-            },
-            FileOp::Put => Expect {
-                status: StatusCode::OK,
-                effect: Effect::Stored(
-                    key.clone(),
-                    file.body.clone(),
-                    file.content_type
-                        .unwrap_or("application/octet-stream")
-                        .to_owned(),
-                ),
-            },
             FileOp::Get | FileOp::Head => match before.files.get(&format!("objects/{key}")) {
                 None => Expect {
                     status: StatusCode::NOT_FOUND,
@@ -1521,9 +1558,18 @@ fn seed() -> Vec<Plan> {
     ]
 }
 
+/// `default` cases, or `PROPTEST_CASES` when set (to hunt with many more).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-    /// 256 cases of 2 seed uploads then 1 to 23 requests, each to a fresh router on a fresh directory.
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+    /// 256 cases (or `PROPTEST_CASES`) of 2 seed uploads then 1 to 23 requests, each to a fresh
+    /// router on a fresh directory.
     #[test]
     fn r2_router_answers_generated_requests_safely(plans in prop::collection::vec(plan(), 1..24)) {
         // On the runtime's workers (their stacks are large enough for the router's futures

@@ -33,6 +33,7 @@ use filesync_core::server::{
 };
 use filesync_core::types::{ContentHash, FileId, LocalPath, StoreId, Timestamp};
 use filesync_s3_signer::S3Signer;
+use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tower::ServiceExt;
@@ -957,13 +958,55 @@ async fn check(world: &World, plan: &Plan) -> Result<(), TestCaseError> {
             plan.auth.grant() != Grant::Nothing,
             "{what}: unauthorized, changed the state"
         );
+        // Only what the request names changes (when its path and body are known): a push
+        // its store's log, a delete one object.
+        let unmangled = matches!(plan.path, PathMangle::None);
+        match &plan.route {
+            Route::Push(store, _) if unmangled => {
+                let others = |s: &Snapshot| {
+                    s.relay
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != store)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>()
+                };
+                prop_assert_eq!(others(&after), others(&before), "{}: other stores", what);
+                prop_assert_eq!(&after.deletes, &before.deletes, "{}: deletes", what);
+            }
+            Route::Delete(Payload::Valid(key) | Payload::Wild(key))
+                if unmangled && matches!(plan.body, Mangle::None) =>
+            {
+                // The object's URL percent-encodes each key segment.
+                let decode = |d: &[String]| {
+                    d.iter()
+                        .map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                };
+                let mut want = decode(&before.deletes);
+                want.push(format!("/{}/{}", world.bucket, key.trim_start_matches('/')));
+                prop_assert_eq!(decode(&after.deletes), want, "{}: deletes", what);
+                prop_assert_eq!(&after.relay, &before.relay, "{}: relay", what);
+            }
+            Route::Push(..) | Route::Delete(_) => {}
+            // A path mangled into another route's may change what that route changes.
+            _ => prop_assert!(!unmangled, "{what} changed the state"),
+        }
     }
     Ok(())
 }
 
+/// `default` cases, or `PROPTEST_CASES` when set (to hunt with many more).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-    /// 256 cases of 1 to 11 requests, each to a fresh router (its relay starts empty).
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+    /// 256 cases (or `PROPTEST_CASES`) of 1 to 11 requests, each to a fresh router (its relay
+    /// starts empty).
     #[test]
     fn signer_router_answers_generated_requests_safely(plans in prop::collection::vec(plan(), 1..12)) {
         stub_s3();
