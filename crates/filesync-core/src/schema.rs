@@ -464,10 +464,6 @@ pub struct ImageSize {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
-    /// The file's name as it was saved (`photo.jpg`): a filesync addition. The original
-    /// ignores unknown keys, so events stay readable by its clients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
     /// MIME type of the (processed) content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
@@ -480,6 +476,10 @@ pub struct FileMetadata {
     /// Application data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The file's name as it was saved (`photo.jpg`): a filesync addition, written last. The
+    /// original ignores unknown keys, so its clients read these events as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl FileMetadata {

@@ -84,10 +84,15 @@ async fn cfg_4_local_only_save_read_update_delete() {
         format!("livestore-filesync-files/test_store/{}", saved.content_hash)
     );
     let rec = c.store.file(&saved.file_id).await.unwrap().unwrap();
+    // TST-2 records `null` without a preprocessor; filesync keeps the name (and so also the
+    // type and size, as PRE-6 fills them in).
     assert_eq!(
-        (rec.remote_key, rec.metadata_json),
-        (None, None),
-        "TST-2: metadataJson null"
+        (rec.remote_key, rec.metadata_json.as_deref()),
+        (
+            None,
+            Some(r#"{"mimeType":"text/plain","sizeBytes":5,"name":"a.txt"}"#)
+        ),
+        "TST-2 plus the name"
     );
     assert_eq!(
         state(&c, &saved.file_id).await,
@@ -587,7 +592,7 @@ async fn pre_preprocessors_apply_with_precedence() {
     );
     assert_eq!(
         rec.metadata_json.as_deref(),
-        Some(r#"{"mimeType":"text/x-upper","sizeBytes":5,"custom":{"by":"upper"}}"#)
+        Some(r#"{"mimeType":"text/x-upper","sizeBytes":5,"custom":{"by":"upper"},"name":"t"}"#)
     );
     let err = sync
         .save_file(FileInput::from_bytes("p.png", "image/png", vec![1, 2, 3]))

@@ -97,7 +97,7 @@ async fn the_name_travels_in_metadata_json() {
     assert_eq!(
         metadata,
         [
-            Some(r#"{"name":"notes.txt","mimeType":"text/plain","sizeBytes":2}"#.to_owned()),
+            Some(r#"{"mimeType":"text/plain","sizeBytes":2,"name":"notes.txt"}"#.to_owned()),
             None
         ]
     );

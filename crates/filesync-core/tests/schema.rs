@@ -547,7 +547,6 @@ fn sch_16_metadata_from_json_object() {
     assert_eq!(
         m,
         FileMetadata {
-            name: None,
             mime_type: Some("image/png".to_owned()),
             size_bytes: Some(1234),
             image: Some(ImageSize {
@@ -555,6 +554,7 @@ fn sch_16_metadata_from_json_object() {
                 height: 400
             }),
             custom: None,
+            name: None,
         }
     );
     assert_eq!(m.to_json(), METADATA);
