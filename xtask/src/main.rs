@@ -221,6 +221,12 @@ fn ci(sh: &Shell) -> Result<()> {
         "cargo clippy -p filesync-core -p filesync-opfs -p filesync-web --target wasm32-unknown-unknown --all-features -- -D warnings"
     )
     .run()?;
+    step("build the browser quick start (filesync-opfs/examples/browser.rs) for wasm32");
+    cmd!(
+        sh,
+        "cargo build -p filesync-opfs --examples --target wasm32-unknown-unknown"
+    )
+    .run()?;
     step("build filesync-core for wasm32-unknown-unknown");
     cmd!(
         sh,

@@ -2,6 +2,43 @@
 //! [`filesync_core::fs::FileSystem`], and `IdbStore`: IndexedDB as a
 //! [`filesync_core::store::Store`], for `wasm32-unknown-unknown`.
 //!
+//! # Quick start: syncing in the browser
+//!
+//! Files in OPFS, rows in IndexedDB, bytes through a signer server, events through its relay,
+//! and one syncing tab per store (Web Locks); `examples/browser.rs` is this code, built for
+//! wasm32 by CI:
+//!
+//! ```
+//! # #[cfg(target_arch = "wasm32")]
+//! # mod quickstart {
+//! use std::sync::Arc;
+//! use filesync_core::{FileSync, preprocess::FileInput, remote::SignerClient, types::StoreId};
+//! use filesync_core::sync::{HttpRelay, WebLock};
+//! use filesync_opfs::{IdbStore, OpfsFs};
+//!
+//! pub async fn start(file: web_sys::File) -> Result<FileSync, filesync_core::Error> {
+//!     let (server, token) = ("https://files.example.com/api", "dev-token");
+//!     let sync = FileSync::builder(
+//!         StoreId::parse("my-app")?,
+//!         Arc::new(OpfsFs::open("my-app").await?),
+//!         Arc::new(IdbStore::open("my-app").await?),
+//!     )
+//!     .with_remote(Arc::new(SignerClient::builder(server).with_auth_token(token).build()?))
+//!     .with_relay(Arc::new(HttpRelay::new(server, Some(token.into()))?))
+//!     .with_leadership(Arc::new(WebLock::new("filesync:my-app")))
+//!     .start()
+//!     .await?;
+//!     sync.save_file(FileInput::from_file(&file)).await?; // read in 1 MiB slices
+//!     // `sync.changes().await?` streams changes from this tab, other tabs and other devices;
+//!     // `sync.list_files().await?` lists files with names, sizes and display states.
+//!     Ok(sync)
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
+//! # The parts
+//!
 //! `OpfsFs` works on a page and in a dedicated worker, streams reads and writes in chunks of about
 //! 1 MiB (memory stays bounded whatever the file size), and writes atomically: the body goes
 //! into a hidden temporary entry next to the target, which is then moved over it
