@@ -199,9 +199,23 @@ fn regression_seed_2066_a_failed_reupload_keeps_its_recheck() {
     passes(2066);
 }
 
+/// The first half of seed 6's guard alone: a device paid an owed delete while the relay held
+/// events it had not pulled (another device's live file with the same content), and that
+/// file's object was gone for good. Seen failing with only the "relay has nothing newer" check
+/// removed from `drain_remote_deletes`: "the engines did not settle within 600 s after healing"
+/// (file c44dc0da: "object sim/2a9162ab… not found"; seeds 0-1881 passed).
+#[test]
+fn regression_seed_1882_deletes_wait_for_the_relays_whole_log() {
+    passes(1882);
+}
+
 /// Seed 1561: an owed delete ran while the device's own event that made the object unused was
 /// not yet in the relay, so a device saving the same content could not know to re-check it.
-/// Fixed: debts are paid only when nothing of ours is pending.
+/// Fixed: debts are paid only when nothing of ours is pending. Seed 1561 was found before the
+/// simulation replayed exactly and no longer reaches the bug: with only the "nothing of ours
+/// pending" check (`head == confirmed`) removed from `drain_remote_deletes`, seeds 0-2999 all
+/// passed. The test keeps seed 1561 (which passes) until a seed that fails without the check is
+/// found; removing the whole guard fails seed 6 (above).
 #[test]
 fn regression_seed_1561_deletes_wait_for_our_own_events() {
     passes(1561);
