@@ -88,54 +88,134 @@ fn an_orphan_remote_object_is_caught() {
     assert!(message.contains("no live file uses it"), "{message}");
 }
 
-/// Seed 0: a device that applied another device's update kept the replaced bytes forever
-/// (only the updating device released them). Fixed in the `FileUpdated` handler: the row's
-/// old `local_hash` is released (and its object owed) when the content changes.
+/// A device that applied another device's update kept the replaced bytes forever (only the
+/// updating device released them). Fixed in the `FileUpdated` handler: the row's old
+/// `local_hash` is released (and its object owed) when the content changes. (Found as seed 0
+/// before the simulation replayed exactly.) Seen failing with the fix reverted: "the remote
+/// object sim/d334ee64… is left though no live file uses it".
 #[test]
-fn regression_seed_0_remote_update_releases_replaced_local_content() {
-    passes(0);
+fn regression_seed_10_remote_update_releases_replaced_local_content() {
+    passes(10);
 }
 
-/// Seeds 1 and 5: a process killed between writing content (or its sidecar) and committing
-/// the event left it behind for good: nothing ever collected garbage. Fixed: the leader
-/// collects unused content older than `Options::orphan_grace` when it starts, and
-/// `FileSync::collect_garbage` does it on demand.
+/// Seeds 0, 1 and 5: a process killed between writing content (or its sidecar, or a temp
+/// file) and committing the event left it behind for good: nothing ever collected garbage.
+/// Fixed: the leader collects unused content older than `Options::orphan_grace` when it
+/// starts, and `FileSync::collect_garbage` does it on demand. Seen failing with the cas sweep
+/// in `Engine::collect_garbage` skipped: seed 0 "d0: livestore-filesync-files/sim/.tmp/4f45f372…
+/// is left behind though no live file uses it", seed 1 "d2: livestore-filesync-files/sim/
+/// 6c9270d9….meta.json is left behind though no live file uses it", seed 5 "d1:
+/// livestore-filesync-files/sim/3eca9fa5….meta.json is left behind though no live file uses it".
 #[test]
-fn regression_seeds_1_and_5_crash_leftovers_are_collected() {
+fn regression_seeds_0_1_and_5_crash_leftovers_are_collected() {
+    passes(0);
     passes(1);
     passes(5);
 }
 
-/// Seed 2: two devices updated one file at once; the update ordered first was uploaded, and
-/// no device removed its object once the other update replaced it. Fixed with seed 0's fix:
-/// the device holding the replaced content owes its object's deletion.
+/// Two devices updated one file in turn; the update ordered first was uploaded, and no device
+/// removed its object once the other update replaced it. Fixed with the `FileUpdated` fix
+/// above: the device holding the replaced content owes its object's deletion. (Found as seed 2
+/// before the simulation replayed exactly; in seed 12 d0 updates a file and d2 updates it again
+/// 12 steps later.) Seen failing with that fix reverted: "the remote object sim/16a8dab4… is
+/// left though no live file uses it".
 #[test]
-fn regression_seed_2_concurrent_updates_leave_no_orphan_object() {
+fn regression_seed_12_updates_in_turn_leave_no_orphan_object() {
+    passes(12);
+}
+
+/// A device deleted a file whose latest content another device had just uploaded: the deleting
+/// device did not know the object's key, and the devices that did know it only removed their
+/// local copy, so the object stayed for good. Fixed in the `FileDeleted` handler: every device
+/// owes the record's `remote_key` unless a live file shares the content. (In seed 2, d1 updates
+/// the file and d2 deletes it four steps later.) Seen failing with the fix reverted: "the
+/// remote object sim/b24ae19c… is left though no live file uses it".
+#[test]
+fn regression_seed_2_delete_owes_the_record_remote_key() {
     passes(2);
+}
+
+/// A process killed between committing an update or delete and recording the remote-delete
+/// debt for the replaced object left that object behind for good. Fixed in
+/// `FileSync::update_file` and `delete_file`: the debt is recorded before the commit. Seen
+/// failing with the fix reverted: "the remote object sim/51f7d3cf… is left though no live file
+/// uses it".
+#[test]
+fn regression_seed_36_debt_is_owed_before_the_commit() {
+    passes(36);
+}
+
+/// A device paid an owed delete while the relay held events it had not pulled yet (another
+/// device's file with the same content) or while its own event that made the object unused was
+/// not yet in the relay: a live file's object was deleted and could never be downloaded again.
+/// Fixed in `drain_remote_deletes`: debts are paid only when caught up with the relay and
+/// nothing of ours is pending. Seen failing with the whole guard removed: "the engines did not
+/// settle within 600 s after healing" (d0's file 0aaf08a5: "object sim/53757438… not found").
+#[test]
+fn regression_seed_6_deletes_wait_until_caught_up() {
+    passes(6);
 }
 
 /// Seed 3: a device deleted a file and, seeing no other file with that content, deleted the
 /// object, while another device had just saved the same content (uploaded, not yet pushed):
 /// that file's object was gone for good and the third device could never download it. Fixed:
 /// deletes wait until the relay's whole log is in view and our own events are pushed, and a
-/// device re-checks (and re-uploads) an object once the relay confirms its upload event.
+/// device re-checks (and re-uploads) an object once the relay confirms its upload event. Seen
+/// failing with the `verify_uploaded` calls (exchange.rs) removed: "the engines did not settle
+/// within 600 s after healing" (file 953f6c76: "object sim/62e91811… not found").
 #[test]
 fn regression_seed_3_shared_content_deleted_elsewhere_is_restored() {
     passes(3);
 }
 
-/// Seed 27: a file was updated, uploaded, then deleted by another device that ordered its own
-/// update in between: the devices handled the delete with the record's last hash only, and the
-/// uploaded content of the update was never released. Fixed: a delete also releases the
-/// content the device's row still names.
+/// A file was updated, uploaded, then deleted by another device that ordered its own update in
+/// between: the devices handled the delete with the record's last hash only, and the uploaded
+/// content of the update was never released. Fixed: a delete also releases the content the
+/// device's row still names. (Found as seed 27 before the simulation replayed exactly.) Seen
+/// failing with the fix reverted: "the remote object sim/13c13ad0… is left though no live file
+/// uses it".
 #[test]
-fn regression_seed_27_delete_releases_the_content_the_row_names() {
-    passes(27);
+fn regression_seed_58_delete_releases_the_content_the_row_names() {
+    passes(58);
+}
+
+/// A process killed after an upload's PUT and before the upload was recorded left an object no
+/// record names (the file was deleted meanwhile). Fixed in `upload_attempt`: the object's
+/// deletion is owed before the PUT, and recording the upload clears the debt. Seen failing with
+/// the fix reverted: "the remote object sim/823816c4… is left though no live file uses it"
+/// (seeds 0-589 passed).
+#[test]
+fn regression_seed_590_upload_owes_its_object_before_the_put() {
+    passes(590);
+}
+
+/// A re-upload (an object found missing once its upload event was confirmed) failed, and the
+/// re-check was dropped with it: the retry trusted the recorded key and the object stayed gone.
+/// Fixed in `upload_attempt`: the `reupload` flag is removed only after an attempt succeeds.
+/// Seen failing with the flag removed before the attempt: "the engines did not settle within
+/// 600 s after healing" (file 0d79f782: "object sim/56fee4b1… not found").
+#[test]
+fn regression_seed_2066_a_failed_reupload_keeps_its_recheck() {
+    passes(2066);
+}
+
+/// The first half of seed 6's guard alone: a device paid an owed delete while the relay held
+/// events it had not pulled (another device's live file with the same content), and that
+/// file's object was gone for good. Seen failing with only the "relay has nothing newer" check
+/// removed from `drain_remote_deletes`: "the engines did not settle within 600 s after healing"
+/// (file c44dc0da: "object sim/2a9162ab… not found"; seeds 0-1881 passed).
+#[test]
+fn regression_seed_1882_deletes_wait_for_the_relays_whole_log() {
+    passes(1882);
 }
 
 /// Seed 1561: an owed delete ran while the device's own event that made the object unused was
 /// not yet in the relay, so a device saving the same content could not know to re-check it.
-/// Fixed: debts are paid only when nothing of ours is pending.
+/// Fixed: debts are paid only when nothing of ours is pending. Seed 1561 was found before the
+/// simulation replayed exactly and no longer reaches the bug: with only the "nothing of ours
+/// pending" check (`head == confirmed`) removed from `drain_remote_deletes`, seeds 0-2999 all
+/// passed. The test keeps seed 1561 (which passes) until a seed that fails without the check is
+/// found; removing the whole guard fails seed 6 (above).
 #[test]
 fn regression_seed_1561_deletes_wait_for_our_own_events() {
     passes(1561);
