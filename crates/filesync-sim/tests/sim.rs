@@ -208,15 +208,3 @@ fn regression_seed_2066_a_failed_reupload_keeps_its_recheck() {
 fn regression_seed_1882_deletes_wait_for_the_relays_whole_log() {
     passes(1882);
 }
-
-/// Seed 1561: an owed delete ran while the device's own event that made the object unused was
-/// not yet in the relay, so a device saving the same content could not know to re-check it.
-/// Fixed: debts are paid only when nothing of ours is pending. Seed 1561 was found before the
-/// simulation replayed exactly and no longer reaches the bug: with only the "nothing of ours
-/// pending" check (`head == confirmed`) removed from `drain_remote_deletes`, seeds 0-2999 all
-/// passed. The test keeps seed 1561 (which passes) until a seed that fails without the check is
-/// found; removing the whole guard fails seed 6 (above).
-#[test]
-fn regression_seed_1561_deletes_wait_for_our_own_events() {
-    passes(1561);
-}
