@@ -23,16 +23,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(NativeFs::new(&dir)),
         Arc::new(SqliteStore::open(dir.join("filesync.sqlite")).await?),
     )
-    .with_remote(Arc::new(SignerClient::builder(server).with_auth_token(token).build()?))
+    .with_remote(Arc::new(
+        SignerClient::builder(server)
+            .with_auth_token(token)
+            .build()?,
+    ))
     .with_relay(Arc::new(HttpRelay::new(server, Some(token.into()))?))
     .with_leadership(Arc::new(FileLock::new(dir.join("filesync.lock"))))
     .start()
     .await?;
-    let path = std::env::args().nth(1).unwrap_or_else(|| "Cargo.toml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "Cargo.toml".into());
     let saved = sync.save_file(FileInput::from_path(path).await?).await?; // local, offline-safe
     sync.await_idle().await; // uploaded and pushed (or retrying in the background)
     for file in sync.list_files().await? {
-        println!("{} {:?} uploaded: {}", file.id, file.name, file.display.is_uploaded);
+        println!(
+            "{} {:?} uploaded: {}",
+            file.id, file.name, file.display.is_uploaded
+        );
     }
     println!("saved {}", saved.file_id);
     sync.shutdown().await;

@@ -21,7 +21,11 @@ mod app {
             Arc::new(OpfsFs::open("my-app").await?),
             Arc::new(IdbStore::open("my-app").await?),
         )
-        .with_remote(Arc::new(SignerClient::builder(server).with_auth_token(token).build()?))
+        .with_remote(Arc::new(
+            SignerClient::builder(server)
+                .with_auth_token(token)
+                .build()?,
+        ))
         .with_relay(Arc::new(HttpRelay::new(server, Some(token.into()))?))
         .with_leadership(Arc::new(WebLock::new("filesync:my-app")))
         .start()

@@ -9,11 +9,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use filesync_core::FileSync;
 use filesync_core::api::{DisplayState, FileUrl};
 use filesync_core::events::SyncEvent;
-use filesync_core::fs::ByteStream;
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
 use filesync_core::schema::TransferStatus;
@@ -26,9 +24,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Document, Element, HtmlElement, HtmlImageElement, HtmlInputElement};
 
 /// How often the page refreshes from the store.
-const REFRESH: Duration = Duration::from_millis(300);
-/// Bytes read from a picked `File` at a time (the whole file is never held in memory).
-const READ_SLICE: f64 = 1024.0 * 1024.0;
+/// How often the status line (leader or follower, online or not) is refreshed.
+const STATUS_TICK: Duration = Duration::from_millis(300);
 
 type AppResult<T> = Result<T, String>;
 
@@ -97,24 +94,56 @@ async fn run() -> AppResult<()> {
         mimes: RefCell::new(HashMap::new()),
         transfers: RefCell::new(ActiveTransfers::default()),
     });
-    follow_progress(&app);
+    // The gallery re-renders when something happened: a file changed (`changes()`: this tab,
+    // other tabs, other devices) or the engine reported progress. Only the status line (which
+    // tab leads, online or not) is refreshed on a timer, from memory.
+    let (wake, mut woken) = futures::channel::mpsc::unbounded::<()>();
+    follow_progress(&app, wake.clone());
+    follow_changes(&app, wake).await?;
     wire_picker(&app)?;
     wire_drop(&app)?;
+    let mut files_due = true;
     loop {
-        if let Err(e) = app.render().await {
+        if files_due && let Err(e) = app.render_files().await {
             set_text(&app.doc, "status", &format!("error: {e}"));
         }
-        filesync_core::rt::sleep(REFRESH).await;
+        if let Err(e) = app.render_status().await {
+            set_text(&app.doc, "status", &format!("error: {e}"));
+        }
+        use futures::StreamExt;
+        let tick = std::pin::pin!(filesync_core::rt::sleep(STATUS_TICK));
+        files_due = matches!(
+            futures::future::select(woken.next(), tick).await,
+            futures::future::Either::Left(_)
+        );
+        // Coalesce a burst of changes into one render.
+        while woken.try_recv().is_ok() {}
     }
 }
 
-/// Keep `app.transfers` up to date from the engine's events.
-fn follow_progress(app: &Rc<App>) {
+/// Wake the render loop on every file change.
+async fn follow_changes(
+    app: &Rc<App>,
+    wake: futures::channel::mpsc::UnboundedSender<()>,
+) -> AppResult<()> {
+    use futures::StreamExt;
+    let mut changes = app.sync.changes().await.map_err(|e| e.report())?;
+    wasm_bindgen_futures::spawn_local(async move {
+        while changes.next().await.is_some() {
+            let _ = wake.unbounded_send(());
+        }
+    });
+    Ok(())
+}
+
+/// Keep `app.transfers` up to date from the engine's events, and wake the render loop.
+fn follow_progress(app: &Rc<App>, wake: futures::channel::mpsc::UnboundedSender<()>) {
     use futures::StreamExt;
     let app = Rc::clone(app);
     let mut events = Box::pin(app.sync.events());
     wasm_bindgen_futures::spawn_local(async move {
         while let Some(event) = events.next().await {
+            let _ = wake.unbounded_send(());
             let mut t = app.transfers.borrow_mut();
             match event {
                 SyncEvent::UploadProgress { progress, .. }
@@ -141,38 +170,12 @@ fn element(doc: &Document, tag: &str, class: &str) -> AppResult<Element> {
     Ok(e)
 }
 
-/// A picked or dropped `File` as a stream of 1 MiB slices.
-fn file_stream(file: web_sys::File) -> ByteStream {
-    let size = file.size();
-    Box::pin(futures::stream::unfold(0.0, move |pos| {
-        let file = file.clone();
-        async move {
-            if pos >= size {
-                return None;
-            }
-            let end = (pos + READ_SLICE).min(size);
-            let chunk = async {
-                let slice = file.slice_with_f64_and_f64(pos, end).map_err(js)?;
-                let buf = wasm_bindgen_futures::JsFuture::from(slice.array_buffer())
-                    .await
-                    .map_err(js)?;
-                Ok::<_, String>(Bytes::from(js_sys::Uint8Array::new(&buf).to_vec()))
-            }
-            .await
-            .map_err(|e| filesync_core::Error::Stream {
-                source: std::io::Error::other(e).into(),
-            });
-            Some((chunk, end))
-        }
-    }))
-}
-
 fn save_files(app: &Rc<App>, files: web_sys::FileList) {
     for i in 0..files.length() {
         let Some(file) = files.get(i) else { continue };
         let app = Rc::clone(app);
         wasm_bindgen_futures::spawn_local(async move {
-            let input = FileInput::new(file.name(), file.type_(), file_stream(file));
+            let input = FileInput::from_file(&file);
             if let Err(e) = app.sync.save_file(input).await {
                 set_text(&app.doc, "status", &format!("saving failed: {e}"));
             }
@@ -267,7 +270,7 @@ fn state_text(d: &DisplayState) -> (String, bool) {
 }
 
 impl App {
-    async fn render(self: &Rc<Self>) -> AppResult<()> {
+    async fn render_status(self: &Rc<Self>) -> AppResult<()> {
         let sync = &self.sync;
         let status = sync.sync_status().await.map_err(|e| e.report())?;
         let leader = sync.is_leader();
@@ -298,8 +301,11 @@ impl App {
             s.set_class_name(if leader { "status leader" } else { "status" });
             let _ = s.set_attribute("data-leader", if leader { "true" } else { "false" });
         }
-        let files = sync.store().files().await.map_err(|e| e.report())?;
-        let live: Vec<_> = files.into_iter().filter(|f| !f.is_deleted()).collect();
+        Ok(())
+    }
+
+    async fn render_files(self: &Rc<Self>) -> AppResult<()> {
+        let live = self.sync.list_files().await.map_err(|e| e.report())?;
         // Remove cards of files that are gone.
         let ids: Vec<FileId> = self.shown.borrow().keys().cloned().collect();
         for id in ids {
@@ -310,21 +316,15 @@ impl App {
                 self.shown.borrow_mut().remove(&id);
             }
         }
-        for record in &live {
-            let Some(display) = sync
-                .file_display_state(&record.id)
-                .await
-                .map_err(|e| e.report())?
-            else {
-                continue;
-            };
-            self.render_card(&display).await?;
+        for entry in &live {
+            self.render_card(&entry.display, entry.name.as_deref())
+                .await?;
         }
         set_text(&self.doc, "count", &format!("{} files", live.len()));
         Ok(())
     }
 
-    async fn render_card(self: &Rc<Self>, d: &DisplayState) -> AppResult<()> {
+    async fn render_card(self: &Rc<Self>, d: &DisplayState, name: Option<&str>) -> AppResult<()> {
         let meta = d.file.metadata();
         let Some(mime) = self.mime_of(d).await else {
             return Ok(()); // not here yet: the card appears once the content is
@@ -349,9 +349,10 @@ impl App {
             e.set_class_name(if error { "state error" } else { "state" });
         }
         if let Some(e) = card.query_selector(".name").map_err(js)? {
+            let label = name.map_or_else(|| mime.clone(), |n| format!("{n} · {mime}"));
             match meta.as_ref().and_then(|m| m.size_bytes) {
-                Some(size) => e.set_text_content(Some(&format!("{mime} · {size} bytes"))),
-                None => e.set_text_content(Some(&mime)),
+                Some(size) => e.set_text_content(Some(&format!("{label} · {size} bytes"))),
+                None => e.set_text_content(Some(&label)),
             }
         }
         if let Some(e) = card.query_selector(".hash").map_err(js)? {
