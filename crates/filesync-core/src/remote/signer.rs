@@ -95,21 +95,26 @@ impl SignerClientBuilder {
 /// The signer's base URL, parsed by `url`: `http` or `https`, a host, no query or fragment
 /// (the routes are appended to its path); returned normalised, without a trailing `/`.
 fn parse_base_url(raw: &str) -> Result<String> {
-    const WHAT: &str = "signer base URL";
+    parse_service_url(raw, "signer base URL")
+}
+
+/// A service's base URL (`what` names it in errors), as [`parse_base_url`] describes; shared
+/// with `HttpRelay`.
+pub(crate) fn parse_service_url(raw: &str, what: &'static str) -> Result<String> {
     let url = url::Url::parse(raw.trim())
-        .map_err(|e| Error::invalid_because(WHAT, format!("{raw:?} is not a URL"), e))?;
+        .map_err(|e| Error::invalid_because(what, format!("{raw:?} is not a URL"), e))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::invalid(
-            WHAT,
+            what,
             format!("{raw:?} must start with http:// or https://"),
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::invalid(WHAT, format!("{raw:?} has no host")));
+        return Err(Error::invalid(what, format!("{raw:?} has no host")));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::invalid(
-            WHAT,
+            what,
             format!("{raw:?} must not have a query or fragment (routes are appended to its path)"),
         ));
     }

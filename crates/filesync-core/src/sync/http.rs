@@ -25,13 +25,7 @@ pub struct HttpRelay {
 impl HttpRelay {
     /// A client for the relay under `base_url` (e.g. `https://example.com/api`).
     pub fn new(base_url: impl Into<String>, token: Option<String>) -> Result<Self> {
-        let base = base_url.into().trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::invalid(
-                "relay base URL",
-                format!("{base:?} must start with http:// or https://"),
-            ));
-        }
+        let base = crate::remote::signer::parse_service_url(&base_url.into(), "relay base URL")?;
         #[cfg(not(target_arch = "wasm32"))]
         let http = crate::rt::http_client()?.connect_timeout(Duration::from_secs(10));
         #[cfg(target_arch = "wasm32")]
@@ -132,5 +126,27 @@ impl EventExchange for HttpRelay {
         self.pull_with(store, after, 1, max.min(Duration::from_secs(30)))
             .await
             .map(drop)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod base_url_tests {
+    use super::HttpRelay;
+
+    /// The relay's base URL goes through `url` like the signer's: http(s), a host, no query or
+    /// fragment; normalised without a trailing `/`.
+    #[test]
+    fn base_urls_are_parsed_and_normalised() {
+        let ok = HttpRelay::new("http://Example.com:8787/api/", None).expect("valid");
+        assert_eq!(ok.base, "http://example.com:8787/api");
+        for bad in [
+            "ftp://example.com/api",
+            "http://",
+            "http://h/api?x=1",
+            "not a url",
+        ] {
+            let e = HttpRelay::new(bad, None).expect_err(bad);
+            assert!(e.to_string().contains("relay base URL"), "{bad}: {e}");
+        }
     }
 }
