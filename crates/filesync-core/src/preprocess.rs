@@ -11,9 +11,9 @@ use crate::schema::FileMetadata;
 
 /// A file handed to `save_file` / `update_file`: a byte stream, its MIME type and its name.
 ///
-/// Build one from a path ([`from_path`](Self::from_path), native), a browser `File`
-/// ([`from_file`](Self::from_file), wasm32), bytes ([`from_bytes`](Self::from_bytes)) or any
-/// stream ([`new`](Self::new)).
+/// Build one from a path (`from_path`, native), a browser `File` or `Blob` (`from_file`,
+/// `from_blob`, wasm32), bytes ([`from_bytes`](Self::from_bytes)) or any stream
+/// ([`new`](Self::new)).
 pub struct FileInput {
     /// The bytes; streamed once into the content store.
     pub body: ByteStream,

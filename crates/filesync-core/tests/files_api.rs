@@ -12,7 +12,7 @@ use filesync_core::fs::{NativeFs, collect_stream};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::MemoryRemote;
 use filesync_core::schema::{Event, EventSeq};
-use filesync_core::store::{SqliteStore, Store};
+use filesync_core::store::SqliteStore;
 use futures::StreamExt;
 
 use common::engine::{Disk, fast};
@@ -112,12 +112,12 @@ async fn list_files_reports_live_files_oldest_first() {
         .save_file(FileInput::from_bytes("a.txt", "text/plain", "a"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    filesync_core::rt::sleep(Duration::from_millis(5)).await;
     let b = sync
         .save_file(FileInput::from_bytes("b.txt", "text/plain", "bb"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    filesync_core::rt::sleep(Duration::from_millis(5)).await;
     let c = sync
         .save_file(FileInput::from_bytes("c.txt", "text/plain", "ccc"))
         .await

@@ -5,12 +5,12 @@
 //!
 //! Operations: save (often of content another file already has), update, delete, read,
 //! restart, go offline and back. Faults: failed, corrupt, hanging and cut transfers (through
-//! [`FaultyRemote`]); failed pushes and pulls and lost push acknowledgements (the relay stored
+//! [`FaultyRemote`](filesync_core::testing::remote::FaultyRemote)); failed pushes and pulls and lost push acknowledgements (the relay stored
 //! the batch, the client saw an error); relay restarts (every connection refused, streams cut);
-//! leadership loss; and process crashes between any two store or filesystem calls ([`Life`]).
+//! leadership loss; and process crashes between any two store or filesystem calls ([`parts::Life`]).
 //!
 //! After the run the world heals (faults cleared, everyone online, dead processes restarted)
-//! and, once the engines settle, [`check`] verifies: every engine holds the relay's events in
+//! and, once the engines settle, the checks verify: every engine holds the relay's events in
 //! the relay's order and identical rows; every live file's bytes on every engine and in the
 //! remote hash to its content hash; every acknowledged save, update and delete is in the
 //! relay's log; no read ever returned bytes that do not match their hash; and no local content
