@@ -430,7 +430,7 @@ fn check_header(path: &Path) -> Result<()> {
 fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
     check_header(path)?;
     let err = |op| move |e| sql_err(op, path, e);
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -474,7 +474,12 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err("open"))?;
     if fresh {
-        let tx = conn.unchecked_transaction().map_err(err("create schema"))?;
+        // IMMEDIATE: take the write lock (waiting up to the busy timeout) before reading. A
+        // deferred transaction that reads then writes fails at once with SQLITE_BUSY when
+        // another connection created the schema in between (parallel first opens).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("create schema"))?;
         // Another connection may have created it meanwhile; re-check inside the write lock.
         let app: i64 = tx
             .query_row("PRAGMA application_id", [], |r| r.get(0))
