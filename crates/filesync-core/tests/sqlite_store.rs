@@ -167,7 +167,7 @@ async fn two_connections_share_one_file_safely() {
 /// `filesync save` on a new directory failed three times with "store is in use").
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_first_opens_of_a_fresh_file_all_succeed() {
-    for round in 0..5 {
+    for round in 0..40 {
         let (_dir, path) = scratch_path(&format!("fresh-{round}.sqlite"));
         let opens: Vec<_> = (0..8)
             .map(|_| {

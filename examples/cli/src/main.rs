@@ -245,11 +245,12 @@ impl Kind {
     }
 }
 
-/// An error the CLI itself makes, with its class.
+/// An error the CLI itself makes (or explains), with its class.
 #[derive(Debug)]
 struct Classified {
     kind: Kind,
     message: String,
+    source: Option<filesync_core::Error>,
 }
 
 impl std::fmt::Display for Classified {
@@ -258,12 +259,30 @@ impl std::fmt::Display for Classified {
     }
 }
 
-impl std::error::Error for Classified {}
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
 
 fn failure(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Classified {
         kind,
         message: message.into(),
+        source: None,
+    })
+}
+
+/// `message`, caused by the library error `source`, in class `kind`.
+fn explained(
+    kind: Kind,
+    message: impl Into<String>,
+    source: filesync_core::Error,
+) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        kind,
+        message: message.into(),
+        source: Some(source),
     })
 }
 
@@ -601,10 +620,11 @@ impl Ctx {
         }
         let mut content = self.sync.read_file(&id).await.map_err(|e| {
             let kind = Kind::of_core(&e);
-            anyhow::Error::new(e).context(Classified {
+            explained(
                 kind,
-                message: format!("file {id} is not here yet (run `filesync sync`)"),
-            })
+                format!("file {id} is not here yet (run `filesync sync`)"),
+                e,
+            )
         })?;
         let described = |extra: (&str, serde_json::Value)| {
             let mut v = serde_json::json!({
@@ -1000,17 +1020,17 @@ async fn explain_probe_failure(
     match e {
         E::Remote {
             status: Some(401), ..
-        } => anyhow::Error::new(e).context(Classified {
-            kind: Kind::Auth,
-            message: "the server refused the token (401)".into(),
-        }),
+        } => explained(Kind::Auth, "the server refused the token (401)", e),
         E::Remote {
             status: Some(403), ..
-        } => anyhow::Error::new(e).context(Classified {
-            kind: Kind::Auth,
-            message: format!("the token may not use store {store_id} (403)"),
-        }),
-        E::Remote {
+        } => explained(
+            Kind::Auth,
+            format!("the token may not use store {store_id} (403)"),
+            e,
+        ),
+        // The relay answers 404 as `NotFound`.
+        E::NotFound { .. }
+        | E::Remote {
             status: Some(404 | 405),
             ..
         } => {
@@ -1038,10 +1058,7 @@ async fn explain_probe_failure(
             } else {
                 format!("{server} has no filesync relay (404): is it a filesync server?")
             };
-            anyhow::Error::new(e).context(Classified {
-                kind: Kind::Usage,
-                message: hint,
-            })
+            explained(Kind::Usage, hint, e)
         }
         E::Remote { status: None, .. } => {
             anyhow::Error::new(e).context(format!("cannot reach {server}"))

@@ -39,11 +39,12 @@ fn local_only_save_ls_cat_update_rm() {
     let listed = ok(&dir, &["ls"]);
     let cols: Vec<&str> = listed.trim().split('\t').collect();
     assert_eq!(cols[0], id);
-    assert!(cols[1].ends_with(&hash), "path {:?}", cols[1]);
+    assert_eq!(cols[1], "-", "no name in the metadata yet");
     assert_eq!(cols[2], "12 bytes");
     assert_eq!(cols[3], "text/plain");
     assert_eq!(cols[4], "local");
-    assert_eq!(cols[5], hash);
+    assert_eq!(cols[5], "local-only");
+    assert_eq!(cols[6], hash);
     let json: serde_json::Value = serde_json::from_str(ok(&dir, &["--json", "ls"]).trim()).unwrap();
     assert_eq!(json["fileId"], id.as_str());
     assert_eq!(json["size"], 12);

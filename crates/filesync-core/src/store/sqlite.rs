@@ -427,6 +427,22 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`open_blocking`], tried again while another connection holds a lock SQLite does not wait
+/// for on its own (switching a new file to WAL), for up to `busy_timeout`.
+fn open_retrying(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
+    const PAUSE: Duration = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    loop {
+        match open_blocking(path, busy_timeout) {
+            Err(Error::StoreLocked { .. }) if waited < busy_timeout => {
+                std::thread::sleep(PAUSE);
+                waited += PAUSE;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
     check_header(path)?;
     let err = |op| move |e| sql_err(op, path, e);
@@ -439,16 +455,20 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     .map_err(err("open"))?;
     conn.busy_timeout(busy_timeout).map_err(err("open"))?;
 
-    // Read-only checks first: a foreign or corrupt database must not be modified.
-    let app_id: i64 = conn
+    // Read-only checks first: a foreign or corrupt database must not be modified. One read
+    // transaction, so the three answers come from one snapshot (not an application id read
+    // before another connection created the schema and a table count read after).
+    let snapshot = conn.unchecked_transaction().map_err(err("open"))?;
+    let app_id: i64 = snapshot
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(err("open"))?;
-    let tables: i64 = conn
+    let tables: i64 = snapshot
         .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(err("open"))?;
-    let version: i64 = conn
+    let version: i64 = snapshot
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err("open"))?;
+    snapshot.commit().map_err(err("open"))?;
     let fresh = tables == 0 && app_id == 0;
     if !fresh && app_id != APPLICATION_ID {
         return Err(Error::NotAStore {
@@ -513,7 +533,7 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, busy_timeout: Duration) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
-        let (conn, head) = crate::rt::spawn_blocking(move || open_blocking(&p, busy_timeout))
+        let (conn, head) = crate::rt::spawn_blocking(move || open_retrying(&p, busy_timeout))
             .await
             .map_err(|e| Error::io("open", path.display(), e))??;
         Ok(Self {
