@@ -3,7 +3,8 @@
 //! `--dir D` alone works local-only (NativeFs + SqliteStore under `D`). With `--server URL`
 //! (a `filesync-s3-signer` or `filesync-r2` with the relay enabled) and `--token T`, bytes go
 //! through the signer and events through the relay; `sync` exchanges and transfers until idle,
-//! `watch` keeps syncing and prints events.
+//! `watch` keeps syncing and prints events. `--json`, the exit codes and the settings remembered
+//! in `--dir` are described in `--help` and in this example's README.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
