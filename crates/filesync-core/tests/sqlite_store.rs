@@ -169,17 +169,10 @@ async fn two_connections_share_one_file_safely() {
 async fn parallel_first_opens_of_a_fresh_file_all_succeed() {
     for round in 0..40 {
         let (_dir, path) = scratch_path(&format!("fresh-{round}.sqlite"));
-        let opens: Vec<_> = (0..8)
-            .map(|_| {
-                let path = path.clone();
-                tokio::spawn(async move { SqliteStore::open(&path).await })
-            })
-            .collect();
-        for open in opens {
-            let store = open
-                .await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // Each open runs on its own blocking thread (`spawn_blocking`), so they race.
+        let opens = (0..8).map(|_| SqliteStore::open(&path));
+        for store in futures::future::join_all(opens).await {
+            let store = store.unwrap_or_else(|e| panic!("round {round}: {e}"));
             assert_eq!(store.files().await.unwrap().len(), 0);
         }
     }
