@@ -54,6 +54,7 @@ JSON (--json, before or after the subcommand): one JSON object per line on stdou
                  pendingUploadFileIds, pendingDownloadFileIds, errors: [{fileId, error}]}
   errors        on stderr: {error, kind: usage|not_found|auth|retryable|conflict|error, code}
   warnings      on stderr: {warning}
+  events        (--events, watch) on stderr: the engine's event objects
 `completions` always writes the shell script.
 
 --store and --server are remembered in <dir>/filesync.json on first use; later runs may omit
@@ -907,7 +908,12 @@ fn progress_printer(
             Default::default();
         while let Some(e) = events.next().await {
             if print_events {
-                let line = format!("event: {}", e.to_json());
+                // With `--json`, stderr holds JSON only: the event object, no `event: ` prefix.
+                let line = if json {
+                    e.to_json()
+                } else {
+                    format!("event: {}", e.to_json())
+                };
                 if bars {
                     let _ = multi.println(line);
                 } else {

@@ -168,8 +168,19 @@ fn every_command_prints_json_lines_with_documented_fields() {
     assert_ne!(row["upload"], "uploaded", "{row}");
 
     // sync, then ls says uploaded.
-    let synced = json_line(&succeeds(&mut online(&a, &server), &["--json", "sync"]));
-    assert_eq!(synced, serde_json::json!({"inSync": true, "files": 1}));
+    let synced = succeeds(&mut online(&a, &server), &["--json", "--events", "sync"]);
+    assert_eq!(
+        json_line(&synced),
+        serde_json::json!({"inSync": true, "files": 1})
+    );
+    // With --events, stderr holds only JSON too (the upload's events).
+    let err = String::from_utf8_lossy(&synced.stderr);
+    assert!(err.contains("upload"), "no upload events: {err}");
+    for line in err.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("stderr {line:?}: {e}"));
+        assert!(v.is_object(), "{line}");
+    }
     let row = json_line(&succeeds(&mut online(&a, &server), &["--json", "ls"]));
     assert_eq!(row["upload"], "uploaded", "{row}");
 
