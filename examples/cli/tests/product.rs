@@ -165,6 +165,7 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
         (Some(id.as_str()), Some(hash.as_str()))
     );
     assert_eq!(row["state"], "local");
+    assert_eq!(row["upload"], "uploaded", "B's copy came from the bucket");
     assert_eq!(
         stdout(&cli(&b, &server, &["cat", &id])),
         "bytes from client A"
