@@ -63,11 +63,7 @@ fn sim(sh: &Shell, args: &[&str]) -> Result<()> {
         !args.is_empty(),
         "usage: cargo xtask sim --seeds N [--start S] | --seed S [--trace]"
     );
-    cmd!(
-        sh,
-        "cargo run --quiet --release -p filesync-sim -- {args...}"
-    )
-    .run()?;
+    cmd!(sh, "cargo run --quiet --release -p filesync-sim -- {args...}").run()?;
     Ok(())
 }
 

@@ -69,7 +69,8 @@ CREATE TABLE filesyncMeta (
 /// is another program's database is refused with [`Error::NotAStore`] and left untouched. Two
 /// connections (two processes, or two `SqliteStore`s) may share a file: SQLite's locks serialise
 /// their commits (a writer waits up to 10 s, or what [`SqliteStore::open_with`] says, then gets
-/// [`Error::StoreLocked`]);
+/// [`Error::StoreLocked`]); several connections opening a new file at once are safe too (one
+/// creates the schema, the others wait for it up to the same timeout).
 /// [`Store::watch`] only sees this connection's commits.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
