@@ -162,6 +162,22 @@ async fn two_connections_share_one_file_safely() {
     assert_eq!(check, "ok");
 }
 
+/// Several connections opening the same fresh file at once all succeed: the one that creates
+/// the schema holds the write lock, the others wait for it (issue 16: four parallel
+/// `filesync save` on a new directory failed three times with "store is in use").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_first_opens_of_a_fresh_file_all_succeed() {
+    for round in 0..40 {
+        let (_dir, path) = scratch_path(&format!("fresh-{round}.sqlite"));
+        // Each open runs on its own blocking thread (`spawn_blocking`), so they race.
+        let opens = (0..8).map(|_| SqliteStore::open(&path));
+        for store in futures::future::join_all(opens).await {
+            let store = store.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(store.files().await.unwrap().len(), 0);
+        }
+    }
+}
+
 /// A connection holding a long write transaction makes another wait, then fail clearly.
 #[tokio::test]
 async fn a_held_write_lock_gives_a_clear_retryable_error() {

@@ -3,19 +3,22 @@
 //! `--dir D` alone works local-only (NativeFs + SqliteStore under `D`). With `--server URL`
 //! (a `filesync-s3-signer` or `filesync-r2` with the relay enabled) and `--token T`, bytes go
 //! through the signer and events through the relay; `sync` exchanges and transfers until idle,
-//! `watch` keeps syncing and prints events.
+//! `watch` keeps syncing and prints events. `--json`, the exit codes and the settings remembered
+//! in `--dir` are described in `--help` and in this example's README.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
+use filesync_core::api::SaveResult;
 use filesync_core::events::SyncEvent;
 use filesync_core::fs::{ByteStream, FileSystem, NativeFs};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
+use filesync_core::schema::{FileRecord, LocalFileState};
 use filesync_core::store::{SqliteStore, Store};
 use filesync_core::sync::{EventExchange, FileLock, HttpRelay};
 use filesync_core::types::{FileId, StoreId};
@@ -23,41 +26,87 @@ use filesync_core::{FileSync, FileSyncBuilder};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+/// What `--help` shows after the options: the exit codes and the JSON output.
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  any other error
+  2  usage: bad arguments (clap), a malformed or ambiguous file id, a --store/--server that
+     differs from the one remembered in --dir (without --reconfigure), a --server URL that is
+     not the API base URL
+  3  not found: no file with that id or prefix, a deleted file, a missing input file
+  4  auth: the server refused the token (401) or its scope (403)
+  5  retryable: the server is unreachable, answered 5xx/429 or timed out, the store stayed busy
+  6  conflict: the event log or the server refused a change as conflicting (409)
+
+JSON (--json, before or after the subcommand): one JSON object per line on stdout.
+  save, update  {fileId, name, contentHash, path, size, mimeType}
+  ls            {fileId, name, path, contentHash, size, mimeType, state, upload, deleted, error}
+                state: local | downloading | remote | waiting | deleted
+                upload: local-only | uploading | uploaded | downloading | error
+  cat           with --output: {fileId, name, contentHash, size, mimeType, output};
+                without: the same plus contentBase64 (the bytes, base64)
+  rm            {fileId, deleted: true, contentKept}
+  sync          {inSync: true, files}
+  watch         {change: created|updated|deleted, fileId, name, path, contentHash}
+  status        {server, mode: local-only|online|offline, online, uploadingFileIds,
+                 downloadingFileIds, queuedUploadFileIds, queuedDownloadFileIds,
+                 pendingUploadFileIds, pendingDownloadFileIds, errors: [{fileId, error}]}
+  errors        on stderr: {error, kind: usage|not_found|auth|retryable|conflict|error, code}
+  warnings      on stderr: {warning}
+  events        (--events, watch) on stderr: the engine's event objects
+`completions` always writes the shell script.
+
+--store and --server are remembered in <dir>/filesync.json on first use; later runs may omit
+them. A different value is refused (exit 2) unless --reconfigure is given.";
+
 #[derive(Parser)]
 #[command(
     name = "filesync",
     version,
-    about = "Local-first, content-addressed file sync"
+    about = "Local-first, content-addressed file sync",
+    long_about = "Local-first, content-addressed file sync.\n\n\
+        `--dir D` alone works local-only; with `--server URL --token T --store S` files sync \
+        through a filesync server (`filesync-r2`, or `filesync-s3-signer --relay-db`). \
+        File ids may be shortened to any unique prefix.",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// Where the store (`filesync.sqlite`) and the file contents live.
     #[arg(
         long,
+        global = true,
         visible_alias = "data-dir",
         env = "FILESYNC_DIR",
         default_value = ".filesync"
     )]
     dir: PathBuf,
-    /// The store id used in local paths, remote keys and the relay.
+    /// The store id used in local paths, remote keys and the relay. Default: the one remembered
+    /// in `--dir`, else `default`.
     #[arg(
         long,
+        global = true,
         visible_alias = "store-id",
-        env = "FILESYNC_STORE",
-        default_value = "default"
+        env = "FILESYNC_STORE"
     )]
-    store: String,
-    /// The server's API base URL, e.g. `http://127.0.0.1:8787/api`. Without it: local-only.
-    #[arg(long, env = "FILESYNC_SERVER")]
+    store: Option<String>,
+    /// The server's API base URL, e.g. `http://127.0.0.1:8787/api`. Default: the one
+    /// remembered in `--dir`; without either: local-only.
+    #[arg(long, global = true, env = "FILESYNC_SERVER")]
     server: Option<String>,
-    /// Bearer token for the server.
-    #[arg(long, env = "FILESYNC_TOKEN", hide_env_values = true)]
+    /// Bearer token for the server (never remembered).
+    #[arg(long, global = true, env = "FILESYNC_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Print results as JSON lines.
-    #[arg(long)]
+    /// Accept a `--store`/`--server` different from the one remembered in `--dir`, and
+    /// remember the new one.
+    #[arg(long, global = true)]
+    reconfigure: bool,
+    /// Print results as JSON lines (fields: see below); errors become JSON on stderr.
+    #[arg(long, global = true)]
     json: bool,
     /// Print the engine's events (sync, transfers and their progress, errors, recovery,
     /// online/offline) as JSON lines on stderr.
-    #[arg(long)]
+    #[arg(long, global = true)]
     events: bool,
     #[command(subcommand)]
     command: Command,
@@ -76,7 +125,7 @@ enum Command {
     },
     /// Replace a file's content.
     Update {
-        /// The file id (from `ls`).
+        /// The file id (from `ls`) or a unique prefix of it.
         id: String,
         /// The new content.
         path: PathBuf,
@@ -84,15 +133,16 @@ enum Command {
         #[arg(long)]
         mime: Option<String>,
     },
-    /// List files: id, path, size, MIME type, display state, SHA-256.
+    /// List files: id, name, size, MIME type, display state, upload state, SHA-256.
     Ls {
         /// Also show deleted files.
         #[arg(long)]
         all: bool,
     },
-    /// Write a file's content to stdout or to `--output`.
+    /// Write a file's content to stdout or to `--output` (with `--json`: a JSON object, the
+    /// content base64-encoded unless `--output` is given).
     Cat {
-        /// The file id.
+        /// The file id or a unique prefix of it.
         id: String,
         /// Write here instead of stdout.
         #[arg(long, short)]
@@ -100,7 +150,7 @@ enum Command {
     },
     /// Delete a file (its content goes once no other file uses it).
     Rm {
-        /// The file id.
+        /// The file id or a unique prefix of it.
         id: String,
     },
     /// Exchange events and transfer bytes until everything is in sync, then exit.
@@ -109,11 +159,211 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Keep syncing until interrupted, printing files created, updated and deleted (here or
-    /// on other devices) on stdout and transfer events on stderr.
+    /// Keep syncing until interrupted (Ctrl-C or SIGTERM: exit 0), printing files created,
+    /// updated and deleted (here or on other devices) on stdout and transfer events on stderr.
     Watch,
-    /// Show queued, running and failed transfers.
+    /// Show the server (or local-only), queued, running and failed transfers.
     Status,
+    /// Print a shell completion script, e.g. `filesync completions bash > /etc/bash_completion.d/filesync`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The class of a failure: decides the exit code and the `kind` of a JSON error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Error,
+    Usage,
+    NotFound,
+    Auth,
+    Retryable,
+    Conflict,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Error => 1,
+            Kind::Usage => 2,
+            Kind::NotFound => 3,
+            Kind::Auth => 4,
+            Kind::Retryable => 5,
+            Kind::Conflict => 6,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Error => "error",
+            Kind::Usage => "usage",
+            Kind::NotFound => "not_found",
+            Kind::Auth => "auth",
+            Kind::Retryable => "retryable",
+            Kind::Conflict => "conflict",
+        }
+    }
+
+    /// The class of a library error.
+    fn of_core(e: &filesync_core::Error) -> Kind {
+        use filesync_core::Error as E;
+        match e {
+            E::Remote {
+                status: Some(401 | 403),
+                ..
+            } => Kind::Auth,
+            E::Remote {
+                status: Some(404), ..
+            } => Kind::NotFound,
+            E::Remote {
+                status: Some(409), ..
+            }
+            | E::Conflict { .. } => Kind::Conflict,
+            E::Invalid(_) | E::InvalidInput { .. } => Kind::Usage,
+            e if e.is_not_found() => Kind::NotFound,
+            E::Remote { status: None, .. } => Kind::Retryable,
+            e if e.is_retryable() => Kind::Retryable,
+            _ => Kind::Error,
+        }
+    }
+
+    /// The class of an error chain: the outermost [`Classified`] or library error decides.
+    fn of(e: &anyhow::Error) -> Kind {
+        for cause in e.chain() {
+            if let Some(c) = cause.downcast_ref::<Classified>() {
+                return c.kind;
+            }
+            if let Some(c) = cause.downcast_ref::<filesync_core::Error>() {
+                return Kind::of_core(c);
+            }
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::NotFound
+            {
+                return Kind::NotFound;
+            }
+        }
+        Kind::Error
+    }
+}
+
+/// An error the CLI itself makes (or explains), with its class.
+#[derive(Debug)]
+struct Classified {
+    kind: Kind,
+    message: String,
+    source: Option<filesync_core::Error>,
+}
+
+impl std::fmt::Display for Classified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+fn failure(kind: Kind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        kind,
+        message: message.into(),
+        source: None,
+    })
+}
+
+/// `message`, caused by the library error `source`, in class `kind`.
+fn explained(
+    kind: Kind,
+    message: impl Into<String>,
+    source: filesync_core::Error,
+) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        kind,
+        message: message.into(),
+        source: Some(source),
+    })
+}
+
+/// What `<dir>/filesync.json` remembers after the first use: the store id and the server URL
+/// (never the token).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    store: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
+}
+
+const REMEMBERED: &str = "filesync.json";
+
+fn read_remembered(dir: &std::path::Path) -> Result<Remembered> {
+    let path = dir.join(REMEMBERED);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid (delete it to start over)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Remembered::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Write atomically (parallel first runs all write the same thing).
+fn write_remembered(dir: &std::path::Path, r: &Remembered) -> Result<()> {
+    let path = dir.join(REMEMBERED);
+    let tmp = dir.join(format!("{REMEMBERED}.{}.tmp", std::process::id()));
+    let text = serde_json::to_string_pretty(r)?;
+    std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The store id and server for this run: the flags, else what `dir` remembers. A flag that
+/// differs from what is remembered is refused unless `reconfigure`. Returns what to remember
+/// when it changed.
+fn resolve_settings(
+    remembered: &Remembered,
+    store: Option<String>,
+    server: Option<String>,
+    reconfigure: bool,
+) -> Result<(String, Option<String>, Option<Remembered>)> {
+    let mut refused = Vec::new();
+    if let (Some(given), Some(kept)) = (&store, &remembered.store)
+        && given != kept
+        && !reconfigure
+    {
+        refused.push(format!("store {kept:?} (given: --store {given:?})"));
+    }
+    if let (Some(given), Some(kept)) = (&server, &remembered.server)
+        && !same_server(given, kept)
+        && !reconfigure
+    {
+        refused.push(format!("server {kept} (given: --server {given})"));
+    }
+    if !refused.is_empty() {
+        return Err(failure(
+            Kind::Usage,
+            format!(
+                "this directory is set up for {}; pass --reconfigure to switch (a different store \
+                 or server starts an unrelated sync)",
+                refused.join(" and ")
+            ),
+        ));
+    }
+    let store = store
+        .or_else(|| remembered.store.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let server = server.or_else(|| remembered.server.clone());
+    let next = Remembered {
+        store: Some(store.clone()),
+        server: server.clone(),
+    };
+    let changed = (next != *remembered).then_some(next);
+    Ok((store, server, changed))
 }
 
 /// Aborts a spawned task when dropped.
@@ -164,8 +414,46 @@ async fn input(path: &PathBuf, mime: Option<String>) -> Result<FileInput> {
     Ok(FileInput::new(name, mime, body))
 }
 
-fn file_id(raw: &str) -> Result<FileId> {
-    FileId::parse(raw).map_err(|e| anyhow!("{raw:?} is not a file id ({})", e.reason))
+/// Print one JSON object as a line on stdout.
+fn say_json(value: &serde_json::Value) -> Result<()> {
+    say(format_args!("{value}"))
+}
+
+/// A warning on stderr: `filesync: …`, or `{"warning": …}` with `--json`.
+fn warn(json: bool, text: &str) {
+    if json {
+        eprintln!("{}", serde_json::json!({ "warning": text }));
+    } else {
+        eprintln!("filesync: {text}");
+    }
+}
+
+/// The file's original name, when its `metadataJson` holds one (`name`, `fileName` or
+/// `custom.name`).
+fn name_of(f: &FileRecord) -> Option<String> {
+    let meta: serde_json::Value = serde_json::from_str(f.metadata_json.as_deref()?).ok()?;
+    [&meta["name"], &meta["fileName"], &meta["custom"]["name"]]
+        .into_iter()
+        .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
+/// The MIME type recorded in the file's metadata.
+fn mime_of(f: &FileRecord) -> Option<String> {
+    f.metadata().and_then(|m| m.mime_type)
+}
+
+/// Where the file's bytes stand with respect to the server: `local-only` (not uploaded, or
+/// no server), `uploading`, `uploaded`, `downloading` or `error`.
+fn upload_state(f: &FileRecord, local: Option<&LocalFileState>, has_server: bool) -> &'static str {
+    use filesync_core::schema::TransferStatus as T;
+    let busy = |s: T| matches!(s, T::Queued | T::InProgress);
+    match local {
+        Some(l) if l.upload_status == T::Error || l.download_status == T::Error => "error",
+        Some(l) if busy(l.download_status) => "downloading",
+        Some(l) if has_server && busy(l.upload_status) => "uploading",
+        _ if f.remote_key.is_some() => "uploaded",
+        _ => "local-only",
+    }
 }
 
 struct Ctx {
@@ -174,35 +462,113 @@ struct Ctx {
     fs: NativeFs,
     store_id: StoreId,
     relay: Option<HttpRelay>,
+    server: Option<String>,
     json: bool,
 }
 
 impl Ctx {
+    /// The file `raw` names: its full id or a unique prefix of one. An ambiguous prefix is a
+    /// usage error listing the candidates; no match is not-found.
+    async fn resolve(&self, raw: &str) -> Result<FileRecord> {
+        if let Err(e) = FileId::parse(raw) {
+            return Err(failure(
+                Kind::Usage,
+                format!("{raw:?} is not a file id ({})", e.reason),
+            ));
+        }
+        let mut matches: Vec<FileRecord> = self
+            .store
+            .files()
+            .await?
+            .into_iter()
+            .filter(|f| f.id.as_str().starts_with(raw))
+            .collect();
+        if let Some(exact) = matches.iter().position(|f| f.id.as_str() == raw) {
+            return Ok(matches.swap_remove(exact));
+        }
+        match matches.len() {
+            0 => Err(failure(Kind::NotFound, format!("no file with id {raw}"))),
+            1 => Ok(matches.remove(0)),
+            _ => {
+                matches.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+                let ids: Vec<&str> = matches.iter().map(|f| f.id.as_str()).collect();
+                Err(failure(
+                    Kind::Usage,
+                    format!(
+                        "file id prefix {raw:?} is ambiguous: it matches {}",
+                        ids.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The file's MIME type: from its metadata, else from the local content's sidecar.
+    async fn mime(&self, f: Option<&FileRecord>) -> Option<String> {
+        let f = f?;
+        match mime_of(f) {
+            Some(m) => Some(m),
+            None => self.sync.read_file(&f.id).await.ok().map(|c| c.mime_type),
+        }
+    }
+
+    /// Print a saved or updated file.
+    async fn print_saved(&self, saved: &SaveResult) -> Result<()> {
+        let size = self.fs.stat(&saved.path).await?.map_or(0, |s| s.len);
+        if self.json {
+            let record = self.store.file(&saved.file_id).await?;
+            say_json(&serde_json::json!({
+                "fileId": saved.file_id,
+                "name": record.as_ref().and_then(name_of),
+                "contentHash": saved.content_hash.to_string(),
+                "path": saved.path.to_string(),
+                "size": size,
+                "mimeType": self.mime(record.as_ref()).await,
+            }))
+        } else {
+            say(format_args!(
+                "{}\t{}\t{size} bytes",
+                saved.file_id, saved.content_hash
+            ))
+        }
+    }
+
     async fn save(&self, paths: Vec<PathBuf>, mime: Option<String>) -> Result<()> {
         for path in paths {
             let saved = self
                 .sync
                 .save_file(input(&path, mime.clone()).await?)
                 .await?;
-            let size = self.fs.stat(&saved.path).await?.map_or(0, |s| s.len);
-            if self.json {
-                say(format_args!(
-                    "{}",
-                    serde_json::json!({"fileId": saved.file_id, "contentHash": saved.content_hash.to_string(), "path": saved.path.to_string(), "size": size})
-                ))?;
-            } else {
-                say(format_args!(
-                    "{}\t{}\t{size} bytes",
-                    saved.file_id, saved.content_hash
-                ))?;
-            }
+            self.print_saved(&saved).await?;
         }
         Ok(())
+    }
+
+    async fn update(&self, id: &str, path: &PathBuf, mime: Option<String>) -> Result<()> {
+        let record = self.resolve(id).await?;
+        if record.is_deleted() {
+            return Err(failure(
+                Kind::NotFound,
+                format!("file {} was deleted", record.id),
+            ));
+        }
+        let saved = self
+            .sync
+            .update_file(&record.id, input(path, mime).await?)
+            .await?;
+        self.print_saved(&saved).await
     }
 
     async fn ls(&self, all: bool) -> Result<()> {
         let mut files = self.store.files().await?;
         files.sort_by_key(|f| (f.created_at, f.id.clone()));
+        let locals: std::collections::HashMap<FileId, LocalFileState> = self
+            .store
+            .local_states()
+            .await?
+            .into_iter()
+            .map(|l| (l.file_id.clone(), l))
+            .collect();
         for f in files.into_iter().filter(|f| all || !f.is_deleted()) {
             let display = self.sync.file_display_state(&f.id).await?;
             let state = match &display {
@@ -212,24 +578,36 @@ impl Ctx {
                 Some(d) if d.can_display => "remote",
                 _ => "waiting",
             };
+            let local = locals.get(&f.id);
+            let upload = upload_state(&f, local, self.server.is_some());
+            let error = local
+                .map(|l| l.last_sync_error.as_str())
+                .filter(|e| !e.is_empty());
             let size = self.fs.stat(&f.path).await?.map(|s| s.len);
-            let mime = self
-                .sync
-                .read_file(&f.id)
-                .await
-                .map(|c| c.mime_type)
-                .unwrap_or_default();
+            let mime = self.mime(Some(&f)).await;
+            let name = name_of(&f);
             if self.json {
-                say(format_args!(
-                    "{}",
-                    serde_json::json!({"fileId": f.id, "path": f.path.to_string(), "contentHash": f.content_hash.to_string(), "size": size, "mimeType": mime, "state": state, "deleted": f.is_deleted()})
-                ))?;
+                say_json(&serde_json::json!({
+                    "fileId": f.id,
+                    "name": name,
+                    "path": f.path.to_string(),
+                    "contentHash": f.content_hash.to_string(),
+                    "size": size,
+                    "mimeType": mime.unwrap_or_default(),
+                    "state": state,
+                    "upload": upload,
+                    "deleted": f.is_deleted(),
+                    "error": error,
+                }))?;
             } else {
                 let size = size.map_or_else(|| "-".to_owned(), |s| format!("{s} bytes"));
-                let mime = if mime.is_empty() { "-" } else { mime.as_str() };
+                let mime = mime.filter(|m| !m.is_empty());
                 say(format_args!(
-                    "{}\t{}\t{size}\t{mime}\t{state}\t{}",
-                    f.id, f.path, f.content_hash
+                    "{}\t{}\t{size}\t{}\t{state}\t{upload}\t{}",
+                    f.id,
+                    name.as_deref().unwrap_or("-"),
+                    mime.as_deref().unwrap_or("-"),
+                    f.content_hash
                 ))?;
             }
         }
@@ -237,17 +615,43 @@ impl Ctx {
     }
 
     async fn cat(&self, id: &str, output: Option<PathBuf>) -> Result<()> {
-        let id = file_id(id)?;
-        match self.store.file(&id).await? {
-            None => bail!("no file with id {id}"),
-            Some(r) if r.is_deleted() => bail!("file {id} was deleted"),
-            Some(_) => {}
+        let record = self.resolve(id).await?;
+        let id = record.id.clone();
+        if record.is_deleted() {
+            return Err(failure(Kind::NotFound, format!("file {id} was deleted")));
         }
-        let mut content = self
-            .sync
-            .read_file(&id)
-            .await
-            .with_context(|| format!("file {id} is not here yet (run `filesync sync`)"))?;
+        let mut content = self.sync.read_file(&id).await.map_err(|e| {
+            let kind = Kind::of_core(&e);
+            explained(
+                kind,
+                format!("file {id} is not here yet (run `filesync sync`)"),
+                e,
+            )
+        })?;
+        let described = |extra: (&str, serde_json::Value)| {
+            let mut v = serde_json::json!({
+                "fileId": id,
+                "name": name_of(&record),
+                "contentHash": content.content_hash.to_string(),
+                "size": content.size,
+                "mimeType": content.mime_type,
+            });
+            v[extra.0] = extra.1;
+            v
+        };
+        if self.json && output.is_none() {
+            use base64::Engine as _;
+            let mut bytes = Vec::with_capacity(usize::try_from(content.size).unwrap_or(0));
+            while let Some(chunk) = content.body.next().await {
+                bytes.extend_from_slice(&chunk?);
+            }
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let line = described(("contentBase64", b64.into()));
+            return say_json(&line);
+        }
+        let line = output
+            .as_ref()
+            .map(|p| described(("output", p.display().to_string().into())));
         let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &output {
             Some(p) => Box::new(
                 tokio::fs::File::create(p)
@@ -260,16 +664,22 @@ impl Ctx {
             out.write_all(&chunk?).await?;
         }
         out.flush().await?;
-        Ok(())
+        match line {
+            Some(line) if self.json => say_json(&line),
+            _ => Ok(()),
+        }
     }
 
     async fn rm(&self, id: &str) -> Result<()> {
-        let id = file_id(id)?;
-        let Some(record) = self.store.file(&id).await? else {
-            bail!("no file with id {id}");
-        };
+        let record = self.resolve(id).await?;
+        let id = record.id.clone();
         self.sync.delete_file(&id).await?;
         let kept = self.fs.stat(&record.path).await?.is_some();
+        if self.json {
+            return say_json(&serde_json::json!({
+                "fileId": id, "deleted": true, "contentKept": kept,
+            }));
+        }
         let how = if kept {
             "content kept: another file uses it"
         } else {
@@ -337,72 +747,78 @@ impl Ctx {
                     .iter()
                     .filter(|f| !f.is_deleted())
                     .count();
+                if self.json {
+                    return say_json(&serde_json::json!({"inSync": true, "files": n}));
+                }
                 let noun = if n == 1 { "file" } else { "files" };
                 return say(format_args!("in sync: {n} {noun}"));
             }
             if tokio::time::Instant::now() > deadline {
-                match last_relay_error() {
+                let text = match last_relay_error() {
                     Some((error, _)) => {
-                        bail!("not in sync after {timeout} s; the last relay error: {error}")
+                        format!("not in sync after {timeout} s; the last relay error: {error}")
                     }
-                    None => bail!("not in sync after {timeout} s"),
-                }
+                    None => format!("not in sync after {timeout} s"),
+                };
+                return Err(failure(Kind::Retryable, text));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Every file's (content hash, deleted, path).
-    async fn snapshot(&self) -> Result<std::collections::HashMap<FileId, (String, bool, String)>> {
+    /// Every file's (content hash, deleted, path, name).
+    async fn snapshot(&self) -> Result<std::collections::HashMap<FileId, Seen>> {
         Ok(self
             .store
             .files()
             .await?
             .into_iter()
             .map(|f| {
-                let deleted = f.is_deleted();
-                (
-                    f.id,
-                    (f.content_hash.to_string(), deleted, f.path.to_string()),
-                )
+                let seen = Seen {
+                    hash: f.content_hash.to_string(),
+                    deleted: f.is_deleted(),
+                    path: f.path.to_string(),
+                    name: name_of(&f),
+                };
+                (f.id, seen)
             })
             .collect())
     }
 
-    /// Keep syncing until Ctrl-C, printing each file created, updated or deleted here or
-    /// elsewhere (the engine's transfer events go to stderr).
+    /// Keep syncing until Ctrl-C or SIGTERM, printing each file created, updated or deleted
+    /// here or elsewhere (the engine's transfer events go to stderr).
     async fn watch(&self) -> Result<()> {
         let mut seen = self.snapshot().await?;
         let mut head = self.store.watch();
         head.borrow_and_update();
-        let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut stop = std::pin::pin!(stop_signal());
         loop {
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 changed = head.changed() => if changed.is_err() { return Ok(()) },
             }
             let now = self.snapshot().await?;
-            let mut changes: Vec<(&str, &FileId, &(String, bool, String))> = now
+            let mut changes: Vec<(&str, &FileId, &Seen)> = now
                 .iter()
                 .filter_map(|(id, row)| {
                     let what = match seen.get(id) {
-                        None if !row.1 => "created",
-                        Some(old) if !old.1 && row.1 => "deleted",
-                        Some(old) if !row.1 && old.0 != row.0 => "updated",
+                        None if !row.deleted => "created",
+                        Some(old) if !old.deleted && row.deleted => "deleted",
+                        Some(old) if !row.deleted && old.hash != row.hash => "updated",
                         _ => return None,
                     };
                     Some((what, id, row))
                 })
                 .collect();
             changes.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
-            for (what, id, (hash, _, path)) in changes {
+            for (what, id, row) in changes {
                 if self.json {
-                    say(format_args!(
-                        "{}",
-                        serde_json::json!({"change": what, "fileId": id, "path": path, "contentHash": hash})
-                    ))?;
+                    say_json(&serde_json::json!({
+                        "change": what, "fileId": id, "name": row.name,
+                        "path": row.path, "contentHash": row.hash,
+                    }))?;
                 } else {
-                    say(format_args!("{what}\t{id}\t{path}\t{hash}"))?;
+                    say(format_args!("{what}\t{id}\t{}\t{}", row.path, row.hash))?;
                 }
             }
             seen = now;
@@ -411,11 +827,24 @@ impl Ctx {
 
     async fn status(&self) -> Result<()> {
         let s = self.sync.sync_status().await?;
+        let mode = match &self.server {
+            None => "local-only",
+            Some(_) if self.sync.is_online() => "online",
+            Some(_) => "offline",
+        };
         if self.json {
-            return say(format_args!("{}", serde_json::to_string(&s)?));
+            let mut v = serde_json::to_value(&s)?;
+            v["server"] = serde_json::json!(self.server);
+            v["mode"] = mode.into();
+            v["online"] = self.sync.is_online().into();
+            return say_json(&v);
         }
+        let server = match &self.server {
+            None => "local-only (no --server)".to_owned(),
+            Some(url) => format!("{url} ({mode})"),
+        };
         say(format_args!(
-            "online: {}\nuploading: {}\ndownloading: {}\nqueued uploads: {}\nqueued downloads: {}\nerrors: {}",
+            "server: {server}\nonline: {}\nuploading: {}\ndownloading: {}\nqueued uploads: {}\nqueued downloads: {}\nerrors: {}",
             self.sync.is_online(),
             s.uploading_file_ids.len(),
             s.downloading_file_ids.len(),
@@ -427,6 +856,37 @@ impl Ctx {
             say(format_args!("  {}: {}", e.file_id, e.error))?;
         }
         Ok(())
+    }
+}
+
+/// What `watch` remembers of a file between two looks.
+struct Seen {
+    hash: String,
+    deleted: bool,
+    path: String,
+    name: Option<String>,
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -448,7 +908,12 @@ fn progress_printer(
             Default::default();
         while let Some(e) = events.next().await {
             if print_events {
-                let line = format!("event: {}", e.to_json());
+                // With `--json`, stderr holds JSON only: the event object, no `event: ` prefix.
+                let line = if json {
+                    e.to_json()
+                } else {
+                    format!("event: {}", e.to_json())
+                };
                 if bars {
                     let _ = multi.println(line);
                 } else {
@@ -494,26 +959,139 @@ fn progress_printer(
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
+    // `--json` anywhere on the line makes even usage errors JSON.
+    let json_requested = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if json_requested && !matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "error": e.render().to_string().trim_end(),
+                        "kind": Kind::Usage.name(),
+                        "code": Kind::Usage.code(),
+                    })
+                );
+                return std::process::ExitCode::from(Kind::Usage.code());
+            }
+            e.exit();
+        }
+    };
+    let json = cli.json;
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("filesync: {e:#}");
-            std::process::ExitCode::FAILURE
+            let kind = Kind::of(&e);
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "error": format!("{e:#}"),
+                        "kind": kind.name(),
+                        "code": kind.code(),
+                    })
+                );
+            } else {
+                eprintln!("filesync: {e:#}");
+            }
+            std::process::ExitCode::from(kind.code())
         }
     }
 }
 
-async fn run() -> Result<()> {
-    let cli = Cli::parse();
+/// Open the store, waiting up to 30 s while another process holds it (parallel first runs).
+async fn open_store(path: PathBuf) -> Result<SqliteStore> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match SqliteStore::open(&path).await {
+            Err(filesync_core::Error::StoreLocked { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Why the relay probe failed, in words a user can act on. A 404/405 from a URL that is not
+/// the API base gets a hint: `<server>/api/health` is probed and suggested when it answers.
+async fn explain_probe_failure(
+    server: &str,
+    store_id: &StoreId,
+    e: filesync_core::Error,
+) -> anyhow::Error {
+    use filesync_core::Error as E;
+    match e {
+        E::Remote {
+            status: Some(401), ..
+        } => explained(Kind::Auth, "the server refused the token (401)", e),
+        E::Remote {
+            status: Some(403), ..
+        } => explained(
+            Kind::Auth,
+            format!("the token may not use store {store_id} (403)"),
+            e,
+        ),
+        // The relay answers 404 as `NotFound`.
+        E::NotFound { .. }
+        | E::Remote {
+            status: Some(404 | 405),
+            ..
+        } => {
+            let base = server.trim_end_matches('/');
+            let health = format!("{base}/api/health");
+            let answers = match reqwest::Client::new()
+                .get(&health)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success() || r.status().as_u16() == 503,
+                Err(_) => false,
+            };
+            let hint = if answers {
+                format!(
+                    "{server} is not the server's API base URL: it answers at {base}/api \
+                     (try --server {base}/api)"
+                )
+            } else if !base.ends_with("/api") {
+                format!(
+                    "{server} has no filesync API (404): --server is the API base URL, which \
+                     usually ends in /api, e.g. http://127.0.0.1:8787/api"
+                )
+            } else {
+                format!("{server} has no filesync relay (404): is it a filesync server?")
+            };
+            explained(Kind::Usage, hint, e)
+        }
+        E::Remote { status: None, .. } => {
+            anyhow::Error::new(e).context(format!("cannot reach {server}"))
+        }
+        other => anyhow::Error::new(other).context("the server's relay answered"),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut out = std::io::stdout();
+        clap_complete::generate(shell, &mut Cli::command(), "filesync", &mut out);
+        return Ok(());
+    }
     tokio::fs::create_dir_all(&cli.dir)
         .await
         .with_context(|| format!("creating {}", cli.dir.display()))?;
-    let store_id = StoreId::sanitize(&cli.store)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(cli.dir.join("filesync.sqlite")).await?);
+    let remembered = read_remembered(&cli.dir)?;
+    let (store_name, server, remember) =
+        resolve_settings(&remembered, cli.store, cli.server, cli.reconfigure)?;
+    let store_id = StoreId::sanitize(&store_name)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(cli.dir.join("filesync.sqlite")).await?);
     let fs = NativeFs::new(&cli.dir);
     let mut builder = FileSync::builder(store_id.clone(), Arc::new(fs.clone()), Arc::clone(&store));
     let mut relay = None;
-    if let Some(server) = &cli.server {
+    if let Some(server) = &server {
         let remote = SignerClient::builder(server.as_str());
         let remote = match &cli.token {
             Some(t) => remote.with_auth_token(t.as_str()),
@@ -521,36 +1099,27 @@ async fn run() -> Result<()> {
         }
         .build()?;
         let http = HttpRelay::new(server.as_str(), cli.token.clone())?;
-        // Fail early and clearly on a bad token, and on an unreachable server when the command
-        // needs it (`sync`, `watch`); the others work offline and leave the exchange to the
-        // next `sync`.
+        // Fail early and clearly on a bad token or URL, and on an unreachable server when the
+        // command needs it (`sync`, `watch`); the others work offline and leave the exchange
+        // to the next `sync`.
         let needs_server = matches!(cli.command, Command::Sync { .. } | Command::Watch);
         let probe = http.pull(&store_id, 0, 1).await;
-        if let Err(filesync_core::Error::Remote { status: None, .. }) = &probe
-            && !needs_server
-        {
-            eprintln!(
-                "filesync: cannot reach {server}: working offline; run `filesync sync` later"
-            );
-        } else {
-            probe.map_err(|e| match e {
-                filesync_core::Error::Remote {
-                    status: Some(401), ..
-                } => anyhow!("the server refused the token (401)"),
-                filesync_core::Error::Remote {
-                    status: Some(403), ..
-                } => anyhow!("the token may not use store {store_id} (403)"),
-                filesync_core::Error::Remote { status: None, .. } => {
-                    anyhow::Error::new(e).context(format!("cannot reach {server}"))
-                }
-                other => anyhow::Error::new(other).context("the server's relay answered"),
-            })?;
+        match probe {
+            Ok(_) => {}
+            Err(filesync_core::Error::Remote { status: None, .. }) if !needs_server => warn(
+                cli.json,
+                &format!("cannot reach {server}: working offline; run `filesync sync` later"),
+            ),
+            Err(e) => return Err(explain_probe_failure(server, &store_id, e).await),
         }
         builder = builder
             .with_remote(Arc::new(remote))
             .with_relay(Arc::new(http.clone()))
             .with_leadership(Arc::new(FileLock::new(cli.dir.join("filesync.lock"))));
         relay = Some(http);
+    }
+    if let Some(next) = remember {
+        write_remembered(&cli.dir, &next)?;
     }
     let printer = progress_printer(
         &builder,
@@ -564,21 +1133,19 @@ async fn run() -> Result<()> {
         fs,
         store_id,
         relay,
+        server,
         json: cli.json,
     };
     let result = match cli.command {
         Command::Save { paths, mime } => ctx.save(paths, mime).await,
-        Command::Update { id, path, mime } => {
-            let id = file_id(&id)?;
-            let saved = ctx.sync.update_file(&id, input(&path, mime).await?).await?;
-            say(format_args!("{}\t{}", saved.file_id, saved.content_hash))
-        }
+        Command::Update { id, path, mime } => ctx.update(&id, &path, mime).await,
         Command::Ls { all } => ctx.ls(all).await,
         Command::Cat { id, output } => ctx.cat(&id, output).await,
         Command::Rm { id } => ctx.rm(&id).await,
         Command::Sync { timeout } => ctx.sync_until_idle(timeout).await,
         Command::Watch => ctx.watch().await,
         Command::Status => ctx.status().await,
+        Command::Completions { .. } => Ok(()),
     };
     // Local-only commands wait for the engine to process what they committed; with a server,
     // `sync` already waited and the others leave transfers to the next `sync`/`watch`.

@@ -39,14 +39,29 @@ fn local_only_save_ls_cat_update_rm() {
     let listed = ok(&dir, &["ls"]);
     let cols: Vec<&str> = listed.trim().split('\t').collect();
     assert_eq!(cols[0], id);
-    assert!(cols[1].ends_with(&hash), "path {:?}", cols[1]);
+    assert_eq!(cols[1], "-", "no name in the metadata yet");
     assert_eq!(cols[2], "12 bytes");
     assert_eq!(cols[3], "text/plain");
     assert_eq!(cols[4], "local");
-    assert_eq!(cols[5], hash);
+    assert_eq!(cols[5], "local-only");
+    assert_eq!(cols[6], hash);
     let json: serde_json::Value = serde_json::from_str(ok(&dir, &["--json", "ls"]).trim()).unwrap();
     assert_eq!(json["fileId"], id.as_str());
     assert_eq!(json["size"], 12);
+
+    // A name in the file's metadata (what `FileInput` will keep there) is shown by `ls`.
+    let db = rusqlite::Connection::open(dir.join("filesync.sqlite")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute(
+        "UPDATE files SET metadataJson = '{\"name\":\"note.txt\"}' WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+    let listed = ok(&dir, &["ls"]);
+    assert_eq!(listed.split('\t').nth(1), Some("note.txt"), "{listed}");
+    let json: serde_json::Value = serde_json::from_str(ok(&dir, &["--json", "ls"]).trim()).unwrap();
+    assert_eq!(json["name"], "note.txt");
 
     assert_eq!(ok(&dir, &["cat", &id]), "hello, local");
     std::fs::write(&note, b"changed").unwrap();

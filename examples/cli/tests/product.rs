@@ -165,6 +165,7 @@ fn two_cli_processes_sync_through_signer_relay_and_s3() {
         (Some(id.as_str()), Some(hash.as_str()))
     );
     assert_eq!(row["state"], "local");
+    assert_eq!(row["upload"], "uploaded", "B's copy came from the bucket");
     assert_eq!(
         stdout(&cli(&b, &server, &["cat", &id])),
         "bytes from client A"
@@ -240,8 +241,9 @@ fn databases(tmp: &Path, dir: &Path) -> (rusqlite::Connection, rusqlite::Connect
 fn kill_while_pushing(tmp: &Path, dir: &Path, server: &str) -> i64 {
     let (relay, store) = databases(tmp, dir);
     let before = relay_events(&relay).unwrap();
+    // `--reconfigure`: the directory remembers the offline URL its files were saved with.
     let mut child = filesync(dir, server, TOKEN)
-        .arg("watch")
+        .args(["--reconfigure", "watch"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -410,8 +412,9 @@ fn watch_prints_remote_changes_and_offline_saves_sync_later() {
         "{failed:?}"
     );
 
-    // Back online: A's offline save reaches B's watch.
-    cli(&a, &server, &["sync"]);
+    // Back online (`--reconfigure`: A remembers the offline URL): A's offline save reaches
+    // B's watch.
+    succeeds(filesync(&a, &server, TOKEN).arg("--reconfigure"), &["sync"]);
     let line = next("the offline save");
     assert!(
         line.starts_with(&format!("created\t{id}\t")),

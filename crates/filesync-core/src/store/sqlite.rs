@@ -69,7 +69,8 @@ CREATE TABLE filesyncMeta (
 /// is another program's database is refused with [`Error::NotAStore`] and left untouched. Two
 /// connections (two processes, or two `SqliteStore`s) may share a file: SQLite's locks serialise
 /// their commits (a writer waits up to 10 s, or what [`SqliteStore::open_with`] says, then gets
-/// [`Error::StoreLocked`]);
+/// [`Error::StoreLocked`]); several connections opening a new file at once are safe too (one
+/// creates the schema, the others wait for it up to the same timeout).
 /// [`Store::watch`] only sees this connection's commits.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -427,10 +428,26 @@ fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`open_blocking`], tried again while another connection holds a lock SQLite does not wait
+/// for on its own (switching a new file to WAL), for up to `busy_timeout`.
+fn open_retrying(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
+    const PAUSE: Duration = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    loop {
+        match open_blocking(path, busy_timeout) {
+            Err(Error::StoreLocked { .. }) if waited < busy_timeout => {
+                std::thread::sleep(PAUSE);
+                waited += PAUSE;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, EventSeq)> {
     check_header(path)?;
     let err = |op| move |e| sql_err(op, path, e);
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -439,16 +456,20 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     .map_err(err("open"))?;
     conn.busy_timeout(busy_timeout).map_err(err("open"))?;
 
-    // Read-only checks first: a foreign or corrupt database must not be modified.
-    let app_id: i64 = conn
+    // Read-only checks first: a foreign or corrupt database must not be modified. One read
+    // transaction, so the three answers come from one snapshot (not an application id read
+    // before another connection created the schema and a table count read after).
+    let snapshot = conn.unchecked_transaction().map_err(err("open"))?;
+    let app_id: i64 = snapshot
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(err("open"))?;
-    let tables: i64 = conn
+    let tables: i64 = snapshot
         .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(err("open"))?;
-    let version: i64 = conn
+    let version: i64 = snapshot
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err("open"))?;
+    snapshot.commit().map_err(err("open"))?;
     let fresh = tables == 0 && app_id == 0;
     if !fresh && app_id != APPLICATION_ID {
         return Err(Error::NotAStore {
@@ -474,7 +495,12 @@ fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<(Connection, Eve
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err("open"))?;
     if fresh {
-        let tx = conn.unchecked_transaction().map_err(err("create schema"))?;
+        // IMMEDIATE: take the write lock (waiting up to the busy timeout) before reading. A
+        // deferred transaction that reads then writes fails at once with SQLITE_BUSY when
+        // another connection created the schema in between (parallel first opens).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err("create schema"))?;
         // Another connection may have created it meanwhile; re-check inside the write lock.
         let app: i64 = tx
             .query_row("PRAGMA application_id", [], |r| r.get(0))
@@ -508,7 +534,7 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, busy_timeout: Duration) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
-        let (conn, head) = crate::rt::spawn_blocking(move || open_blocking(&p, busy_timeout))
+        let (conn, head) = crate::rt::spawn_blocking(move || open_retrying(&p, busy_timeout))
             .await
             .map_err(|e| Error::io("open", path.display(), e))??;
         Ok(Self {
