@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use filesync_core::api::SaveResult;
 use filesync_core::events::SyncEvent;
-use filesync_core::fs::{ByteStream, FileSystem, NativeFs};
+use filesync_core::fs::{FileSystem, NativeFs};
 use filesync_core::preprocess::FileInput;
 use filesync_core::remote::SignerClient;
 use filesync_core::schema::{FileRecord, LocalFileState};
@@ -386,32 +386,12 @@ fn say(line: std::fmt::Arguments<'_>) -> Result<()> {
 }
 
 async fn input(path: &PathBuf, mime: Option<String>) -> Result<FileInput> {
-    let mime = mime.unwrap_or_else(|| {
-        mime_guess::from_path(path)
-            .first_raw()
-            .unwrap_or("application/octet-stream")
-            .to_owned()
-    });
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    let shown = path.display().to_string();
-    let body: ByteStream = Box::pin(
-        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |r| {
-            r.map_err(|e| filesync_core::Error::Stream {
-                source: Box::new(filesync_core::Error::Io {
-                    op: "read",
-                    path: shown.clone(),
-                    source: e,
-                }),
-            })
-        }),
-    );
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(FileInput::new(name, mime, body))
+    // Name from the path, type from the extension, bytes streamed from disk.
+    let mut input = FileInput::from_path(path).await?;
+    if let Some(mime) = mime {
+        input.mime_type = mime;
+    }
+    Ok(input)
 }
 
 /// Print one JSON object as a line on stdout.
@@ -428,13 +408,9 @@ fn warn(json: bool, text: &str) {
     }
 }
 
-/// The file's original name, when its `metadataJson` holds one (`name`, `fileName` or
-/// `custom.name`).
+/// The file's original name, when its `metadataJson` holds one (`name`).
 fn name_of(f: &FileRecord) -> Option<String> {
-    let meta: serde_json::Value = serde_json::from_str(f.metadata_json.as_deref()?).ok()?;
-    [&meta["name"], &meta["fileName"], &meta["custom"]["name"]]
-        .into_iter()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+    f.metadata().and_then(|m| m.name).filter(|n| !n.is_empty())
 }
 
 /// The MIME type recorded in the file's metadata.
@@ -766,62 +742,45 @@ impl Ctx {
         }
     }
 
-    /// Every file's (content hash, deleted, path, name).
-    async fn snapshot(&self) -> Result<std::collections::HashMap<FileId, Seen>> {
-        Ok(self
-            .store
-            .files()
-            .await?
-            .into_iter()
-            .map(|f| {
-                let seen = Seen {
-                    hash: f.content_hash.to_string(),
-                    deleted: f.is_deleted(),
-                    path: f.path.to_string(),
-                    name: name_of(&f),
-                };
-                (f.id, seen)
-            })
-            .collect())
-    }
-
     /// Keep syncing until Ctrl-C or SIGTERM, printing each file created, updated or deleted
-    /// here or elsewhere (the engine's transfer events go to stderr).
+    /// here, by another process on this directory, or elsewhere (from `FileSync::changes`;
+    /// the engine's transfer events go to stderr).
     async fn watch(&self) -> Result<()> {
-        let mut seen = self.snapshot().await?;
-        let mut head = self.store.watch();
-        head.borrow_and_update();
+        use filesync_core::api::FileChange;
+        use futures::StreamExt;
+        let mut changes = self.sync.changes().await?;
         let mut stop = std::pin::pin!(stop_signal());
         loop {
-            tokio::select! {
+            let change = tokio::select! {
                 _ = &mut stop => return Ok(()),
-                changed = head.changed() => if changed.is_err() { return Ok(()) },
+                change = changes.next() => match change {
+                    None => return Ok(()),
+                    Some(change) => change?,
+                },
+            };
+            let what = match &change {
+                FileChange::Created(_) => "created",
+                FileChange::Updated(_) => "updated",
+                FileChange::Deleted(_) => "deleted",
+                _ => continue, // uploads and future kinds are not printed
+            };
+            let id = change.id();
+            let Some(row) = self.store.file(id).await? else {
+                continue;
+            };
+            let (path, hash, name) = (
+                row.path.to_string(),
+                row.content_hash.to_string(),
+                name_of(&row),
+            );
+            if self.json {
+                say_json(&serde_json::json!({
+                    "change": what, "fileId": id, "name": name,
+                    "path": path, "contentHash": hash,
+                }))?;
+            } else {
+                say(format_args!("{what}\t{id}\t{path}\t{hash}"))?;
             }
-            let now = self.snapshot().await?;
-            let mut changes: Vec<(&str, &FileId, &Seen)> = now
-                .iter()
-                .filter_map(|(id, row)| {
-                    let what = match seen.get(id) {
-                        None if !row.deleted => "created",
-                        Some(old) if !old.deleted && row.deleted => "deleted",
-                        Some(old) if !row.deleted && old.hash != row.hash => "updated",
-                        _ => return None,
-                    };
-                    Some((what, id, row))
-                })
-                .collect();
-            changes.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
-            for (what, id, row) in changes {
-                if self.json {
-                    say_json(&serde_json::json!({
-                        "change": what, "fileId": id, "name": row.name,
-                        "path": row.path, "contentHash": row.hash,
-                    }))?;
-                } else {
-                    say(format_args!("{what}\t{id}\t{}\t{}", row.path, row.hash))?;
-                }
-            }
-            seen = now;
         }
     }
 
@@ -857,14 +816,6 @@ impl Ctx {
         }
         Ok(())
     }
-}
-
-/// What `watch` remembers of a file between two looks.
-struct Seen {
-    hash: String,
-    deleted: bool,
-    path: String,
-    name: Option<String>,
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -39,7 +39,7 @@ fn local_only_save_ls_cat_update_rm() {
     let listed = ok(&dir, &["ls"]);
     let cols: Vec<&str> = listed.trim().split('\t').collect();
     assert_eq!(cols[0], id);
-    assert_eq!(cols[1], "-", "no name in the metadata yet");
+    assert_eq!(cols[1], "note.txt", "the name kept in metadataJson");
     assert_eq!(cols[2], "12 bytes");
     assert_eq!(cols[3], "text/plain");
     assert_eq!(cols[4], "local");
@@ -94,6 +94,6 @@ fn bad_and_unknown_ids_are_clear_errors() {
     fails(
         &dir,
         &["save", "/no/such/path.txt"],
-        "opening /no/such/path.txt",
+        "open /no/such/path.txt: No such file",
     );
 }
