@@ -1,7 +1,7 @@
 //! The native quick start from the crate docs: files in a directory, rows in SQLite, bytes
 //! through a signer server, events through its relay, one syncing process per directory.
 //!
-//! Start a server first (`cargo run -p filesync-r2 -- --data-dir /tmp/r2 --token dev-token`),
+//! Start a server first (`cargo run -p filesync-r2 -- --data-dir /tmp/r2 --token dev-token-change-me`),
 //! then `cargo run -p filesync-core --example quickstart -- <file to save>`.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use filesync_core::{FileSync, types::StoreId};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (server, token) = ("http://localhost:8787/api", "dev-token");
+    let (server, token) = ("http://localhost:8787/api", "dev-token-change-me");
     let dir = std::path::PathBuf::from("my-app-files"); // content, SQLite file and lock
     std::fs::create_dir_all(&dir)?;
     let sync = FileSync::builder(

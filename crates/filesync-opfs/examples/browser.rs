@@ -15,7 +15,7 @@ mod app {
 
     /// Start syncing and save `file` (from an `<input type=file>` or a drop).
     pub async fn start(file: web_sys::File) -> Result<FileSync, filesync_core::Error> {
-        let (server, token) = ("https://files.example.com/api", "dev-token");
+        let (server, token) = ("https://files.example.com/api", "dev-token-change-me");
         let sync = FileSync::builder(
             StoreId::parse("my-app")?,
             Arc::new(OpfsFs::open("my-app").await?),
