@@ -328,6 +328,7 @@ fn tidy(sh: &Shell) -> Result<()> {
     const ALLOWED: &[&str] = &[
         ".cargo",
         ".ci",
+        ".config",
         ".gitignore",
         "ARCHITECTURE.md",
         "CHANGELOG.md",

@@ -787,7 +787,16 @@ impl FileSync {
                 self.engine.store.cursor().await,
                 self.engine.store.head().await,
             ) {
-                (Ok(c), Ok(h)) => c.last_event_sequence.global >= h.global,
+                // The shared cursor, or this engine's own progress: several engines on one
+                // store without a leadership each write the cursor, and a slower one can
+                // write an older position after this one handled the last event.
+                (Ok(c), Ok(h)) => {
+                    c.last_event_sequence.global >= h.global
+                        || self
+                            .engine
+                            .handled_up_to()
+                            .is_some_and(|seq| seq.global >= h.global)
+                }
                 _ => true, // a store error: nothing to wait for that could end
             };
             let idle = self.engine.executor().is_none_or(|e| {

@@ -215,3 +215,34 @@ async fn changes_see_commits_of_another_connection() {
     watcher.shutdown().await;
     other.shutdown().await;
 }
+
+/// Several engines on one store without a leadership (the CLI's local-only commands run in
+/// parallel) each write the shared cursor; a slower one can write an older position after
+/// this engine handled the last event. `await_idle` must still return: this engine has
+/// handled everything. (A parallel `filesync save` hung forever in CI before this.)
+#[tokio::test]
+async fn await_idle_returns_when_another_engine_rewinds_the_shared_cursor() {
+    use filesync_core::schema::{FileSyncCursor, FileSyncCursorSet};
+    let disk = Disk::memory();
+    let sync = disk.builder("files").start().await.unwrap();
+    for name in ["a.txt", "b.txt"] {
+        sync.save_file(FileInput::from_bytes(name, "text/plain", name))
+            .await
+            .unwrap();
+    }
+    sync.await_idle().await;
+    // A slower engine on the same store writes the position it had reached.
+    disk.store
+        .commit(vec![Event::FileSyncCursorSet(FileSyncCursorSet::global(
+            FileSyncCursor {
+                last_event_sequence: EventSeq::global(1),
+                updated_at: filesync_core::types::Timestamp::now(),
+            },
+        ))])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sync.await_idle())
+        .await
+        .expect("await_idle waited for a position this engine had already handled");
+    sync.shutdown().await;
+}

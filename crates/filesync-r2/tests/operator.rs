@@ -110,7 +110,7 @@ fn request_lines(log: &str) -> Vec<&str> {
 #[tokio::test]
 async fn one_line_per_request_without_secrets_or_colour() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &[]).await;
+    let server = start(dir.path(), &["--listen", "127.0.0.1:0"]).await;
     let http = reqwest::Client::new();
     let health = http
         .get(server.url("/api/health?token=query-secret-value"))
@@ -178,7 +178,11 @@ async fn one_line_per_request_without_secrets_or_colour() {
 #[tokio::test]
 async fn json_log_format() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &["--log-format", "json"]).await;
+    let server = start(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
     let health = reqwest::get(server.url("/api/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     let log = server.stop().await;

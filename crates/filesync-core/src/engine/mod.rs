@@ -199,6 +199,11 @@ impl Engine {
         lock(&self.executor).clone()
     }
 
+    /// The last event this engine's own stream handled, if any yet.
+    pub(crate) fn handled_up_to(&self) -> Option<EventSeq> {
+        lock(&self.stream).last_batch.map(|(_, seq)| seq)
+    }
+
     fn enqueue(&self, kind: TransferKind, id: &FileId) {
         if let Some(exec) = self.executor() {
             exec.enqueue(kind, id.clone());
