@@ -122,11 +122,7 @@ impl Engine {
                     .filter(|old| *old != record.content_hash);
                 if let Some(old) = replaced {
                     let refs = crate::cas::References::from_records(&self.store.files().await?);
-                    if !refs.is_referenced(&old) {
-                        let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
-                        self.owe_remote_delete(&key).await?;
-                    }
-                    self.cas.release(&old, &refs).await?;
+                    self.release_replaced(&old, &refs).await?;
                 }
                 let decision = self.decide(&record, current.as_ref()).await?;
                 self.apply_decision(&record, decision).await?;
@@ -139,6 +135,23 @@ impl Engine {
             Event::FileDeleted(_) => self.on_deleted(&record).await,
             _ => Ok(()),
         }
+    }
+
+    /// Content `old` this device held no longer belongs to its file: owe the deletion of its
+    /// object and remove the local bytes, unless a live file in `refs` uses them. Returns
+    /// whether a debt was recorded.
+    async fn release_replaced(
+        &self,
+        old: &crate::types::ContentHash,
+        refs: &crate::cas::References,
+    ) -> Result<bool> {
+        let unused = !refs.is_referenced(old);
+        if unused {
+            let key = crate::types::ObjectKey::for_content(&self.store_id, old);
+            self.owe_remote_delete(&key).await?;
+        }
+        self.cas.release(old, refs).await?;
+        Ok(unused)
     }
 
     /// ENG-6, WEAK-6: remove local content unless shared, cancel the download, drop the row.
@@ -164,12 +177,7 @@ impl Engine {
             .await?
             .and_then(|s| s.local_hash);
         if let Some(old) = held.filter(|h| *h != record.content_hash) {
-            if !refs.is_referenced(&old) {
-                let key = crate::types::ObjectKey::for_content(&self.store_id, &old);
-                self.owe_remote_delete(&key).await?;
-                owed = true;
-            }
-            self.cas.release(&old, &refs).await?;
+            owed |= self.release_replaced(&old, &refs).await?;
         }
         if let Some(exec) = self.executor() {
             exec.cancel_download(&record.id);

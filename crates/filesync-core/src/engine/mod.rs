@@ -85,7 +85,7 @@ pub(crate) struct Engine {
     tasks: Mutex<Vec<Task>>,
     /// Files whose next upload must send the bytes even though the record says they are
     /// uploaded: their object may have been deleted by a device that did not know they
-    /// share its content (see `restore_shared`).
+    /// share its content (see `verify_uploaded`).
     pub(crate) reupload: Mutex<std::collections::BTreeSet<FileId>>,
     /// Tasks that run only while this engine is the leader (health loop, heartbeat).
     leader_tasks: Mutex<Vec<Task>>,
